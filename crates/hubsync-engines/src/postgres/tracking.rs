@@ -1,0 +1,546 @@
+//! Change tracking objects: their names, the provisioning DDL, the
+//! statement-level triggers and deprovisioning.
+//!
+//! Every tracking object lives in the `hubsync` schema except the triggers,
+//! which PostgreSQL keeps with their table. The triggers fire once per
+//! statement and read the statement's rows from its transition tables, so a
+//! bulk UPDATE costs one set-based upsert into the tracking table.
+
+use hubsync_core::{EndpointError, ErrorKind, SchemaError, TableName, TableSchema};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::dialect::{DEFAULT_SCHEMA, HUBSYNC_SCHEMA, in_hubsync, qualified, quote_ident};
+use super::errors::ctx;
+use super::introspect::{Shape, shape, table_oid};
+use super::query;
+
+/// The version of the writing transaction: its full 64-bit id.
+pub(crate) const VERSION_EXPR: &str = "pg_current_xact_id()::text::int8";
+
+/// Who made the change: the peer an applying transaction set, or '' locally.
+pub(crate) const ORIGIN_EXPR: &str = "coalesce(current_setting('hubsync.origin', true), '')";
+
+/// Now, in microseconds since the Unix epoch (UTC).
+pub(crate) const NOW_EXPR: &str = "(extract(epoch from clock_timestamp()) * 1000000)::int8";
+
+/// The shared tables, in creation order; dropped when no tracked table remains.
+pub(crate) const SHARED_TABLES: [&str; 2] = ["scope", "session"];
+
+/// An arbitrary constant key for the advisory lock serialising hubsync's DDL
+/// (two provisions creating the schema at once would otherwise collide).
+const DDL_LOCK: i64 = 0x0068_7562_7379_6e63;
+
+/// The scope table's DDL.
+pub(crate) const SCOPE_DDL: &str = "CREATE TABLE IF NOT EXISTS \"hubsync\".\"scope\" (scope text NOT NULL, \
+     peer text NOT NULL, table_name text NOT NULL, kind text NOT NULL, version int8 NOT NULL, \
+     PRIMARY KEY (scope, peer, table_name, kind))";
+
+/// The session table's DDL.
+pub(crate) const SESSION_DDL: &str = "CREATE TABLE IF NOT EXISTS \"hubsync\".\"session\" (scope text NOT NULL, \
+     peer text NOT NULL, state text NOT NULL, last_attempt_at int8 NOT NULL, last_success_at int8 NULL, \
+     uploaded int8 NOT NULL, downloaded int8 NOT NULL, message text NOT NULL, PRIMARY KEY (scope, peer))";
+
+/// The names of one table's tracking objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingNames {
+    /// The tracking side table (in schema `hubsync`).
+    pub table: String,
+    /// The index on the tracking table's version.
+    pub index: String,
+    /// The trigger functions (in schema `hubsync`): insert, update, delete.
+    pub functions: [String; 3],
+    /// The triggers on the user table: insert, update, delete.
+    pub triggers: [String; 3],
+}
+
+impl TrackingNames {
+    /// Derives the names from the table's name: a readable slug plus a hash of
+    /// the full name, so any name gives valid names within 63 bytes, and names
+    /// that slug alike still differ.
+    pub fn for_table(table: &TableName) -> Self {
+        let full = table_key(table);
+        let base = crate::naming::object_stem(&full, &full);
+        let ops = ["ins", "upd", "del"];
+        TrackingNames {
+            table: format!("hubsync_tr_{base}"),
+            index: format!("hubsync_ix_{base}"),
+            functions: ops.map(|op| format!("hubsync_fn_{base}_{op}")),
+            triggers: ops.map(|op| format!("hubsync_{base}_{op}")),
+        }
+    }
+
+    /// The tracking table, qualified.
+    pub fn qualified_table(&self) -> String {
+        in_hubsync(&self.table)
+    }
+}
+
+/// The table's name as stored in the scope table and hashed into object
+/// names: `public.t` is the same table as `t`, so `public` is left out.
+pub(crate) fn table_key(table: &TableName) -> String {
+    match table.schema.as_deref() {
+        Some(DEFAULT_SCHEMA) | None => table.name.clone(),
+        Some(_) => table.to_string(),
+    }
+}
+
+/// `pk_1, pk_2, ...` for a key of `n` columns.
+pub(crate) fn pk_columns(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("pk_{i}")).collect()
+}
+
+/// Whether a relation exists in schema `hubsync`.
+pub(crate) async fn hubsync_table_exists(conn: &mut PgConnection, name: &str) -> Result<bool, EndpointError> {
+    let row = query("SELECT to_regclass($1) IS NOT NULL")
+        .bind(in_hubsync(name))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(ctx(format_args!("checking whether `{name}` exists")))?;
+    row.try_get::<bool, _>(0).map_err(ctx(format_args!("checking whether `{name}` exists")))
+}
+
+/// Fails with [`ErrorKind::NotProvisioned`] when the table has no tracking table.
+pub(crate) async fn require_tracking(
+    conn: &mut PgConnection,
+    table: &TableName,
+) -> Result<TrackingNames, EndpointError> {
+    let names = TrackingNames::for_table(table);
+    if !hubsync_table_exists(conn, &names.table).await? {
+        return Err(EndpointError::new(
+            ErrorKind::NotProvisioned,
+            format!("table `{table}` is not provisioned for sync"),
+        )
+        .with_hint("run `hubsync provision` first"));
+    }
+    Ok(names)
+}
+
+/// Serialises hubsync's DDL across connections until the transaction ends.
+pub(crate) async fn lock_ddl(conn: &mut PgConnection) -> Result<(), EndpointError> {
+    query("SELECT pg_advisory_xact_lock($1)")
+        .bind(DDL_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx("waiting for hubsync's DDL lock"))?;
+    Ok(())
+}
+
+/// Creates the `hubsync` schema and its shared tables if missing.
+pub(crate) async fn ensure_shared(conn: &mut PgConnection) -> Result<(), EndpointError> {
+    let schema = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(HUBSYNC_SCHEMA));
+    for ddl in [schema.as_str(), SCOPE_DDL, SESSION_DDL] {
+        query(ddl.to_string()).execute(&mut *conn).await.map_err(ctx("creating hubsync's shared tables"))?;
+    }
+    Ok(())
+}
+
+/// Creates the tracking table (key columns of the table's own key types) and
+/// its version index if missing.
+pub(crate) async fn ensure_tracking_table(
+    conn: &mut PgConnection,
+    table: &TableName,
+    shape: &Shape,
+    names: &TrackingNames,
+) -> Result<(), EndpointError> {
+    let pks = pk_columns(shape.keys.len());
+    let key_defs: Vec<String> = pks.iter().zip(&shape.keys).map(|(pk, k)| format!("{pk} {}", k.declared)).collect();
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}, version int8 NOT NULL, origin text NOT NULL, \
+         deleted boolean NOT NULL, changed_at int8 NOT NULL, PRIMARY KEY ({}))",
+        names.qualified_table(),
+        key_defs.join(", "),
+        pks.join(", ")
+    );
+    query(ddl).execute(&mut *conn).await.map_err(ctx(format_args!("creating the tracking table of `{table}`")))?;
+    // (version, key): the order changes are read in, so a transaction's
+    // rows, which share a version, are read batch by batch off the index.
+    let index = format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {} (version, {})",
+        quote_ident(&names.index),
+        names.qualified_table(),
+        pks.join(", ")
+    );
+    query(index).execute(&mut *conn).await.map_err(ctx(format_args!("creating the tracking index of `{table}`")))?;
+    Ok(())
+}
+
+/// Drops the table's triggers (those that exist); returns the dropped names.
+pub(crate) async fn drop_triggers(
+    conn: &mut PgConnection,
+    table: &TableName,
+    names: &TrackingNames,
+) -> Result<Vec<String>, EndpointError> {
+    let Some(oid) = table_oid(conn, table).await? else {
+        return Ok(Vec::new());
+    };
+    let mut dropped = Vec::new();
+    for trigger in &names.triggers {
+        let exists = query("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND tgname = $2")
+            .bind(oid)
+            .bind(trigger.clone())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(ctx(format_args!("looking for trigger `{trigger}`")))?
+            .is_some();
+        if exists {
+            query(format!("DROP TRIGGER IF EXISTS {} ON {}", quote_ident(trigger), qualified(table)))
+                .execute(&mut *conn)
+                .await
+                .map_err(ctx(format_args!("dropping trigger `{trigger}`")))?;
+            dropped.push(trigger.clone());
+        }
+    }
+    Ok(dropped)
+}
+
+/// The bodies of the three trigger functions, each one set-based statement
+/// reading the statement's transition tables `new_rows`/`old_rows`.
+///
+/// Updates and deletes mostly hit keys that already have a tracking row, so
+/// those rows are updated with a join (far cheaper than per-row speculative
+/// inserts of `ON CONFLICT`), and only the keys without one are inserted.
+fn function_bodies(table: &TableSchema, shape: &Shape, names: &TrackingNames) -> [String; 3] {
+    let pk_list = pk_columns(shape.keys.len());
+    let pks = pk_list.join(", ");
+    let tr = names.qualified_table();
+    let keys_of = |alias: &str| -> String {
+        table.primary_key.iter().map(|k| format!("{alias}.{}", quote_ident(k))).collect::<Vec<_>>().join(", ")
+    };
+    let key_match: Vec<String> =
+        table.primary_key.iter().map(|k| format!("o.{k} = n.{k}", k = quote_ident(k))).collect();
+    let key_match = key_match.join(" AND ");
+    let set = "version = excluded.version, origin = excluded.origin, deleted = excluded.deleted, \
+               changed_at = excluded.changed_at";
+    // `changed` is a relation of (pk_1, ..., del): the keys to stamp.
+    let stamp = |changed: String| {
+        let on_tr: Vec<String> = pk_list.iter().map(|pk| format!("tr.{pk} = c.{pk}")).collect();
+        let on_upd: Vec<String> = pk_list.iter().map(|pk| format!("u.{pk} = c.{pk}")).collect();
+        let c_keys: Vec<String> = pk_list.iter().map(|pk| format!("c.{pk}")).collect();
+        let tr_keys: Vec<String> = pk_list.iter().map(|pk| format!("tr.{pk}")).collect();
+        format!(
+            "WITH changed AS ({changed}), \
+             upd AS (UPDATE {tr} AS tr SET version = v_version, origin = v_origin, deleted = c.del, changed_at = v_now \
+                     FROM changed c WHERE {on_tr} RETURNING {tr_keys}) \
+             INSERT INTO {tr} ({pks}, version, origin, deleted, changed_at) \
+             SELECT {c_keys}, v_version, v_origin, c.del, v_now FROM changed c \
+             WHERE NOT EXISTS (SELECT 1 FROM upd u WHERE {on_upd}) ON CONFLICT ({pks}) DO UPDATE SET {set}",
+            on_tr = on_tr.join(" AND "),
+            tr_keys = tr_keys.join(", "),
+            c_keys = c_keys.join(", "),
+            on_upd = on_upd.join(" AND "),
+        )
+    };
+    let aliased = |alias: &str| -> String {
+        table
+            .primary_key
+            .iter()
+            .zip(&pk_list)
+            .map(|(k, pk)| format!("{alias}.{} AS {pk}", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let insert = format!(
+        "INSERT INTO {tr} ({pks}, version, origin, deleted, changed_at) \
+         SELECT {}, v_version, v_origin, false, v_now FROM new_rows n ON CONFLICT ({pks}) DO UPDATE SET {set}",
+        keys_of("n")
+    );
+    let delete = stamp(format!("SELECT {}, true AS del FROM old_rows o", aliased("o")));
+    // An update is tracked when it changed a synced column (writes to other
+    // columns are not changes to send); when every column is synced, every
+    // updated row counts and the comparison is skipped. A changed key is a
+    // delete of the old key and an upsert of the new one.
+    let upserted = if shape.all_columns_synced {
+        format!("SELECT {}, false AS del FROM new_rows n", aliased("n"))
+    } else {
+        let changed: Vec<String> = shape.columns.iter().map(|c| c.distinct_expr("o", "n")).collect();
+        format!(
+            "SELECT {}, false AS del FROM new_rows n LEFT JOIN old_rows o ON {key_match} WHERE o.{} IS NULL OR {}",
+            aliased("n"),
+            quote_ident(&table.primary_key[0]),
+            if changed.is_empty() { "false".to_string() } else { changed.join(" OR ") },
+        )
+    };
+    let update = stamp(format!(
+        "{upserted} UNION ALL SELECT {}, true FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE {key_match})",
+        aliased("o")
+    ));
+    [insert, update, delete].map(|stmt| {
+        format!(
+            "DECLARE v_version int8 := {VERSION_EXPR}; v_origin text := {ORIGIN_EXPR}; v_now int8 := {NOW_EXPR}; \
+             BEGIN {stmt}; RETURN NULL; END"
+        )
+    })
+}
+
+/// Creates (or replaces) the trigger functions and creates the triggers.
+pub(crate) async fn create_triggers(
+    conn: &mut PgConnection,
+    table: &TableSchema,
+    shape: &Shape,
+    names: &TrackingNames,
+) -> Result<(), EndpointError> {
+    let t = qualified(&table.name);
+    let bodies = function_bodies(table, shape, names);
+    let events = [
+        ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
+        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        const TAG: &str = "$hubsync_body$";
+        if body.contains(TAG) {
+            return Err(EndpointError::new(
+                ErrorKind::Schema,
+                format!("a column name of `{}` contains `{TAG}`, which hubsync cannot track", table.name),
+            ));
+        }
+        let function = in_hubsync(&names.functions[i]);
+        query(format!("CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {TAG}{body}{TAG}"))
+            .execute(&mut *conn)
+            .await
+            .map_err(ctx(format_args!("creating the trigger functions of `{}`", table.name)))?;
+        let (event, referencing) = events[i];
+        query(format!(
+            "CREATE TRIGGER {} AFTER {event} ON {t} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+            quote_ident(&names.triggers[i])
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx(format_args!("creating the triggers of `{}`", table.name)))?;
+    }
+    Ok(())
+}
+
+/// Whether the table's three triggers exist and their functions hold exactly
+/// the bodies provisioning would write now.
+async fn triggers_current(
+    conn: &mut PgConnection,
+    table: &TableSchema,
+    shape: &Shape,
+    names: &TrackingNames,
+) -> Result<bool, EndpointError> {
+    let Some(oid) = table_oid(conn, &table.name).await? else {
+        return Ok(false);
+    };
+    let bodies = function_bodies(table, shape, names);
+    for ((trigger, function), body) in names.triggers.iter().zip(&names.functions).zip(&bodies) {
+        let current = query(
+            "SELECT p.prosrc FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             WHERE tg.tgrelid = $1::oid AND tg.tgname = $2 AND tg.tgenabled <> 'D' AND n.nspname = $3 AND p.proname = $4",
+        )
+        .bind(oid)
+        .bind(trigger.clone())
+        .bind(HUBSYNC_SCHEMA)
+        .bind(function.clone())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(ctx(format_args!("checking trigger `{trigger}`")))?;
+        let source: Option<String> = match current {
+            Some(row) => Some(row.try_get(0).map_err(ctx(format_args!("checking trigger `{trigger}`")))?),
+            None => None,
+        };
+        if source.as_deref() != Some(body.as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Gives the table's rows tracking rows stamped with this transaction, set
+/// based. With `replace` every row gets one (overwriting old tombstones);
+/// otherwise only rows that have none.
+pub(crate) async fn record_rows(
+    conn: &mut PgConnection,
+    table: &TableSchema,
+    names: &TrackingNames,
+    origin: &str,
+    replace: bool,
+) -> Result<u64, EndpointError> {
+    let pks = pk_columns(table.primary_key.len()).join(", ");
+    let keys: Vec<String> = table.primary_key.iter().map(|k| format!("t.{}", quote_ident(k))).collect();
+    let action = if replace {
+        "DO UPDATE SET version = excluded.version, origin = excluded.origin, deleted = false, \
+         changed_at = excluded.changed_at"
+    } else {
+        "DO NOTHING"
+    };
+    let sql = format!(
+        "INSERT INTO {tr} ({pks}, version, origin, deleted, changed_at) \
+         SELECT {keys}, {VERSION_EXPR}, $1, false, {NOW_EXPR} FROM {t} AS t ON CONFLICT ({pks}) {action}",
+        tr = names.qualified_table(),
+        keys = keys.join(", "),
+        t = qualified(&table.name),
+    );
+    let done = query(sql)
+        .bind(origin.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx(format_args!("recording the existing rows of `{}`", table.name)))?;
+    Ok(done.rows_affected())
+}
+
+/// Provisions one table in one transaction (see [`hubsync_core::Endpoint::provision`]).
+pub(crate) async fn provision(pool: &PgPool, table: &TableSchema) -> Result<(), EndpointError> {
+    if table.primary_key.is_empty() {
+        return Err(SchemaError::NoPrimaryKey { table: table.name.clone() }.into());
+    }
+    let names = TrackingNames::for_table(&table.name);
+    let context = format!("provisioning `{}`", table.name);
+    let mut tx = pool.begin().await.map_err(ctx(&context))?;
+    let result = async {
+        lock_ddl(&mut tx).await?;
+        let shape = shape(&mut tx, table).await?;
+        ensure_shared(&mut tx).await?;
+        let existed = hubsync_table_exists(&mut tx, &names.table).await?;
+        ensure_tracking_table(&mut tx, &table.name, &shape, &names).await?;
+        // Recreated when the synced column selection changed; left alone
+        // otherwise, because dropping a trigger locks the table against the
+        // application's writes (every `hubsync sync` provisions).
+        if !triggers_current(&mut tx, table, &shape, &names).await? {
+            drop_triggers(&mut tx, &table.name, &names).await?;
+            create_triggers(&mut tx, table, &shape, &names).await?;
+        }
+        // Only on first provisioning: once the triggers exist, a row without a
+        // tracking row is one a bulk copy brought without tracking (the peer's
+        // row, not a local change), and must not be sent back.
+        if !existed {
+            record_rows(&mut tx, table, &names, "", false).await?;
+        }
+        Ok(())
+    }
+    .await;
+    result.map_err(|e: EndpointError| e.context(&context))?;
+    tx.commit().await.map_err(ctx(&context))?;
+    Ok(())
+}
+
+/// Drops a function in schema `hubsync` if it exists; returns whether it did.
+async fn drop_function(conn: &mut PgConnection, name: &str) -> Result<bool, EndpointError> {
+    let exists = query(
+        "SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = $1 AND p.proname = $2",
+    )
+    .bind(HUBSYNC_SCHEMA)
+    .bind(name.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(ctx(format_args!("looking for function `{name}`")))?
+    .is_some();
+    if exists {
+        query(format!("DROP FUNCTION IF EXISTS {}()", in_hubsync(name)))
+            .execute(&mut *conn)
+            .await
+            .map_err(ctx(format_args!("dropping function `{name}`")))?;
+    }
+    Ok(exists)
+}
+
+/// Removes the tracking objects of these tables, and the shared objects and
+/// the `hubsync` schema when no tracking table remains; returns what was dropped.
+pub(crate) async fn deprovision(pool: &PgPool, tables: &[TableName]) -> Result<Vec<String>, EndpointError> {
+    let mut tx = pool.begin().await.map_err(ctx("deprovisioning"))?;
+    lock_ddl(&mut tx).await?;
+    let mut dropped = Vec::new();
+    let scope_exists = hubsync_table_exists(&mut tx, "scope").await?;
+    for table in tables {
+        let names = TrackingNames::for_table(table);
+        dropped.extend(drop_triggers(&mut tx, table, &names).await?);
+        for function in &names.functions {
+            if drop_function(&mut tx, function).await? {
+                dropped.push(function.clone());
+            }
+        }
+        if hubsync_table_exists(&mut tx, &names.table).await? {
+            // The version index goes with its table.
+            query(format!("DROP TABLE IF EXISTS {}", names.qualified_table()))
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(format_args!("dropping `{}`", names.table)))?;
+            dropped.push(names.table.clone());
+            dropped.push(names.index.clone());
+        }
+        if scope_exists {
+            query("DELETE FROM \"hubsync\".\"scope\" WHERE table_name = $1")
+                .bind(table_key(table))
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(format_args!("removing the watermarks of `{table}`")))?;
+        }
+    }
+    let remaining: i64 = query(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname LIKE 'hubsync\\_tr\\_%'",
+    )
+    .bind(HUBSYNC_SCHEMA)
+    .fetch_one(&mut *tx)
+    .await
+    .and_then(|row| row.try_get(0))
+    .map_err(ctx("looking for remaining tracking tables"))?;
+    if remaining == 0 {
+        for name in SHARED_TABLES {
+            if hubsync_table_exists(&mut tx, name).await? {
+                query(format!("DROP TABLE IF EXISTS {}", in_hubsync(name)))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(ctx(format_args!("dropping `{name}`")))?;
+                dropped.push(format!("{HUBSYNC_SCHEMA}.{name}"));
+            }
+        }
+        drop_schema_if_empty(&mut tx, &mut dropped).await?;
+    }
+    tx.commit().await.map_err(ctx("deprovisioning"))?;
+    Ok(dropped)
+}
+
+/// Drops the `hubsync` schema when nothing is left in it (anything a user put
+/// there is never touched).
+async fn drop_schema_if_empty(conn: &mut PgConnection, dropped: &mut Vec<String>) -> Result<(), EndpointError> {
+    let row = query(
+        "SELECT n.oid IS NOT NULL, \
+         (SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid) + \
+         (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid) + \
+         (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid AND t.typrelid = 0 \
+            AND t.typelem = 0) \
+         FROM pg_catalog.pg_namespace n WHERE n.nspname = $1",
+    )
+    .bind(HUBSYNC_SCHEMA)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(ctx("looking at the hubsync schema"))?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let objects: i64 = row.try_get(1).map_err(ctx("looking at the hubsync schema"))?;
+    if objects == 0 {
+        query(format!("DROP SCHEMA IF EXISTS {}", quote_ident(HUBSYNC_SCHEMA)))
+            .execute(&mut *conn)
+            .await
+            .map_err(ctx("dropping the hubsync schema"))?;
+        dropped.push(HUBSYNC_SCHEMA.to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_short_valid_and_public_is_the_default() {
+        for odd in ["my table", "it's \"quoted\"", "a.b", "ünïcödé", "select", ""] {
+            let n = TrackingNames::for_table(&TableName::new(odd));
+            for name in n.functions.iter().chain(&n.triggers).chain([&n.table, &n.index]) {
+                assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+                assert!(name.len() <= 63, "{name}");
+            }
+        }
+        let long = TrackingNames::for_table(&TableName::new("x".repeat(500)));
+        assert!(long.functions[1].len() <= 63);
+        let public = TableName { schema: Some("public".into()), name: "t".into() };
+        assert_eq!(TrackingNames::for_table(&public), TrackingNames::for_table(&TableName::new("t")));
+        let other = TableName { schema: Some("s".into()), name: "t".into() };
+        assert_ne!(TrackingNames::for_table(&other), TrackingNames::for_table(&TableName::new("t")));
+    }
+}

@@ -1,0 +1,424 @@
+//! Engine-level tests of the PostgreSQL endpoint: introspection of odd names
+//! and types, canonical values, statement-level tracking, origins, commit
+//! safety through the snapshot's xmin, error kinds, PG-to-PG copies of types
+//! without a canonical form, and deprovisioning. Each test runs in its own
+//! database (see `support/pg_service.rs` for the skip/fail rule).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/pg_service.rs"]
+mod pg_service;
+
+use hubsync_core::{
+    ApplyBatch, BulkTarget, CanonicalType, Change, ChangeKind, ConflictPolicy, ConflictResolver, Endpoint, ErrorKind,
+    OriginFilter, ReadRequest, Side, TableName, TableSchema, Value, Watermarks,
+};
+use hubsync_engines::{PgEndpoint, SqliteEndpoint};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+
+struct Db {
+    name: String,
+    url: String,
+    ep: PgEndpoint,
+}
+
+impl Db {
+    async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(self.ep.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn strings(&self, sql: &str) -> Vec<String> {
+        let rows = sqlx::query(AssertSqlSafe(sql.to_string())).fetch_all(self.ep.pool()).await.unwrap();
+        rows.iter().map(|r| r.get::<String, _>(0)).collect()
+    }
+
+    async fn schema(&self, table: &TableName) -> TableSchema {
+        self.ep.introspect(table).await.unwrap().unwrap()
+    }
+
+    async fn read(&self, table: &TableSchema, kind: ChangeKind, origin: &OriginFilter) -> Vec<Change> {
+        let up_to = self.ep.snapshot_version().await.unwrap();
+        let request = ReadRequest { table, kind, after: 0, after_key: None, up_to, origin, limit: 1000 };
+        self.ep.read_changes(request).await.unwrap()
+    }
+
+    async fn finish(self) {
+        self.ep.close().await;
+        pg_service::drop_database(&self.name).await;
+    }
+}
+
+/// A fresh database, or `None` (skipped) when the server is unreachable.
+async fn db(label: &str) -> Option<Db> {
+    if pg_service::server_unavailable().await.is_some() {
+        return None;
+    }
+    let (name, url) = pg_service::create_database(label).await;
+    let ep = PgEndpoint::open(&url, url.clone()).await.unwrap();
+    Some(Db { name, url, ep })
+}
+
+fn batch<'a>(table: &'a TableSchema, kind: ChangeKind, peer: &'a str, changes: Vec<Change>) -> ApplyBatch<'a> {
+    ApplyBatch {
+        scope: "s",
+        peer,
+        table,
+        kind,
+        changes,
+        peer_has_received: Watermarks::default(),
+        resolver: ConflictResolver { policy: ConflictPolicy::HubWin, receiver: Side::Member },
+        watermark: 1,
+    }
+}
+
+fn upsert(row: Vec<Value>) -> Change {
+    Change { key: vec![row[0].clone()], version: 1, origin: String::new(), changed_at: 42, row: Some(row) }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+const ODD_SCHEMA: &str = "odd \"schema\".x";
+const ODD_TABLE: &str = "my table.select ü";
+
+async fn odd_table(d: &Db) -> TableName {
+    d.exec(
+        r#"CREATE SCHEMA "odd ""schema"".x";
+           CREATE TYPE "odd ""schema"".x"."mood" AS ENUM ('sad', 'happy');
+           CREATE TABLE "odd ""schema"".x"."my table.select ü" (
+             "id" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             "serial" serial,
+             "price" numeric(10,2),
+             "at" timestamptz,
+             "u" uuid,
+             "doc" jsonb,
+             "raw" bytea,
+             "ok" boolean,
+             "tags" integer[],
+             "mood" "odd ""schema"".x"."mood",
+             "day" date,
+             "t" time(3),
+             "ts" timestamp,
+             "f4" real)"#,
+    )
+    .await;
+    TableName { schema: Some(ODD_SCHEMA.into()), name: ODD_TABLE.into() }
+}
+
+#[tokio::test]
+async fn odd_names_and_types_introspect_and_read_canonically() {
+    let Some(d) = db("types").await else { return };
+    let name = odd_table(&d).await;
+    let schema = d.schema(&name).await;
+    assert_eq!(schema.name, name);
+    assert_eq!(schema.primary_key, vec!["id"]);
+    let canon: Vec<(&str, &CanonicalType)> = schema.columns.iter().map(|c| (c.name.as_str(), &c.canonical)).collect();
+    assert_eq!(canon[0], ("id", &CanonicalType::Integer));
+    assert_eq!(canon[2], ("price", &CanonicalType::Decimal { precision: Some(10), scale: Some(2) }));
+    assert_eq!(canon[3], ("at", &CanonicalType::TimestampTz));
+    assert_eq!(canon[4], ("u", &CanonicalType::Uuid));
+    assert_eq!(canon[5], ("doc", &CanonicalType::Json));
+    assert_eq!(canon[6], ("raw", &CanonicalType::Blob));
+    assert_eq!(canon[7], ("ok", &CanonicalType::Boolean));
+    assert_eq!(canon[8], ("tags", &CanonicalType::Other("integer[]".into())));
+    assert!(matches!(canon[9].1, CanonicalType::Other(t) if t.contains("mood")), "{:?}", canon[9]);
+    // The default schema is reported as asked: unqualified stays unqualified.
+    d.exec(r#"CREATE TABLE "plain" ("id" int PRIMARY KEY)"#).await;
+    assert_eq!(d.schema(&TableName::new("plain")).await.name.schema, None);
+
+    d.ep.provision(&schema).await.unwrap();
+    d.exec(
+        r#"INSERT INTO "odd ""schema"".x"."my table.select ü"
+             ("price", "at", "u", "doc", "raw", "ok", "tags", "mood", "day", "t", "ts", "f4")
+           VALUES (12.5, '2026-11-23 10:11:12.5+02', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '{"b": 1, "a": [1, 2]}',
+                   '\x00ff00', true, '{1,2,3}', 'happy', '2026-11-23', '10:11:12.250', '2026-11-23 01:02:03', 0.5)"#,
+    )
+    .await;
+    let changes = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    assert_eq!(changes.len(), 1);
+    let row = changes[0].row.clone().unwrap();
+    assert_eq!(
+        row,
+        vec![
+            Value::Integer(1),
+            Value::Integer(1),
+            text("12.50"),
+            text("2026-11-23 08:11:12.5+00:00"),
+            text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            text(r#"{"a": [1, 2], "b": 1}"#),
+            Value::Blob(vec![0, 255, 0]),
+            Value::Integer(1),
+            text("{1,2,3}"),
+            text("happy"),
+            text("2026-11-23"),
+            text("10:11:12.25"),
+            text("2026-11-23 01:02:03"),
+            Value::Real(0.5),
+        ]
+    );
+
+    // Writing the canonical forms back (identity GENERATED ALWAYS included)
+    // stores the same values, and the identity's sequence moves past them.
+    let mut row2 = row.clone();
+    row2[0] = Value::Integer(10);
+    row2[1] = Value::Integer(10);
+    row2[9] = text("sad");
+    let outcome =
+        d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "peer", vec![upsert(row2.clone())])).await.unwrap();
+    assert_eq!(outcome.applied, 1);
+    let changes = d.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    let back = changes.iter().find(|c| c.key == vec![Value::Integer(10)]).unwrap();
+    assert_eq!(back.row.as_ref().unwrap(), &row2);
+    assert_eq!(back.origin, "peer");
+    d.exec(r#"INSERT INTO "odd ""schema"".x"."my table.select ü" ("price") VALUES (1)"#).await;
+    let ids = d
+        .strings(
+            r#"SELECT "id"::text || ',' || "serial"::text FROM "odd ""schema"".x"."my table.select ü" ORDER BY "id""#,
+        )
+        .await;
+    assert_eq!(ids.last().unwrap(), "11,11", "{ids:?}");
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn statement_triggers_track_bulk_updates_key_updates_and_origins() {
+    let Some(d) = db("triggers").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY, "v" text, "other" text)"#).await;
+    d.exec(r#"INSERT INTO "t" SELECT g, 'v' || g, 'o' FROM generate_series(1, 100) g"#).await;
+    let full = d.schema(&TableName::new("t")).await;
+    let schema = full.project(Some(&["v".to_string()])).unwrap();
+    d.ep.provision(&schema).await.unwrap();
+    assert_eq!(d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await.len(), 100);
+    let before = d.ep.snapshot_version().await.unwrap();
+    // A write to an unsynced column is no change.
+    d.exec(r#"UPDATE "t" SET "other" = 'x'"#).await;
+    let req = |after| ReadRequest {
+        table: &schema,
+        kind: ChangeKind::Upsert,
+        after,
+        after_key: None,
+        up_to: i64::MAX,
+        origin: &OriginFilter::LocalOnly,
+        limit: 1000,
+    };
+    assert!(d.ep.read_changes(req(before)).await.unwrap().is_empty());
+    // One statement, one version for all its rows.
+    d.exec(r#"UPDATE "t" SET "v" = "v" || '!' WHERE "id" <= 50"#).await;
+    let changes = d.ep.read_changes(req(before)).await.unwrap();
+    assert_eq!(changes.len(), 50);
+    assert!(changes.iter().all(|c| c.version == changes[0].version));
+    // Reading on after a key inside the version gives the rest of it.
+    let mut cut = req(before);
+    cut.after = changes[0].version;
+    cut.after_key = Some(changes[9].key.clone());
+    assert_eq!(d.ep.read_changes(cut).await.unwrap().len(), 40);
+    // A key update: a tombstone for the old key, an upsert for the new one.
+    d.exec(r#"UPDATE "t" SET "id" = 1000 WHERE "id" = 100"#).await;
+    let deletes = d.read(&schema, ChangeKind::Delete, &OriginFilter::LocalOnly).await;
+    assert_eq!(deletes.iter().map(|c| c.key.clone()).collect::<Vec<_>>(), vec![vec![Value::Integer(100)]]);
+    let upserts = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    assert!(upserts.iter().any(|c| c.key == vec![Value::Integer(1000)]));
+    // Applied changes carry the peer as origin; local ones stay local.
+    let change = upsert(vec![Value::Integer(7), text("from the hub")]);
+    d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", vec![change])).await.unwrap();
+    let from_hub = d.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    let seven = from_hub.iter().find(|c| c.key == vec![Value::Integer(7)]).unwrap();
+    assert_eq!((seven.origin.as_str(), seven.changed_at), ("hub", 42));
+    d.exec(r#"UPDATE "t" SET "v" = 'local' WHERE "id" = 7"#).await;
+    let local = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    assert!(local.iter().any(|c| c.key == vec![Value::Integer(7)]));
+    assert_eq!(d.ep.watermarks("s", "hub", &schema.name).await.unwrap().upserts, 1);
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn the_snapshot_version_stays_below_a_transaction_still_open() {
+    let Some(d) = db("xmin").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY, "v" text)"#).await;
+    let schema = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&schema).await.unwrap();
+    let mut open = PgConnection::connect(&d.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; INSERT INTO \"t\" VALUES (1, 'held open')").execute(&mut open).await.unwrap();
+    let open_xid: i64 =
+        sqlx::query("SELECT pg_current_xact_id()::text::int8").fetch_one(&mut open).await.unwrap().get(0);
+    d.exec(r#"INSERT INTO "t" VALUES (2, 'committed later')"#).await;
+    let snapshot = d.ep.snapshot_version().await.unwrap();
+    assert!(snapshot < open_xid, "snapshot {snapshot} must stay below the open transaction {open_xid}");
+    sqlx::raw_sql("COMMIT").execute(&mut open).await.unwrap();
+    open.close().await.unwrap();
+    let after = d.ep.snapshot_version().await.unwrap();
+    assert!(after >= open_xid, "{after} < {open_xid}");
+    let upto = ReadRequest {
+        table: &schema,
+        kind: ChangeKind::Upsert,
+        after: snapshot,
+        after_key: None,
+        up_to: after,
+        origin: &OriginFilter::LocalOnly,
+        limit: 10,
+    };
+    let keys: Vec<Vec<Value>> = d.ep.read_changes(upto).await.unwrap().into_iter().map(|c| c.key).collect();
+    assert!(keys.contains(&vec![Value::Integer(1)]), "{keys:?}");
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn unique_and_foreign_key_violations_have_their_kinds() {
+    let Some(d) = db("errors").await else { return };
+    d.exec(
+        r#"CREATE TABLE "p" ("id" int PRIMARY KEY);
+           CREATE TABLE "c" ("id" int PRIMARY KEY, "p" int REFERENCES "p" ("id"), "u" text UNIQUE)"#,
+    )
+    .await;
+    let schema = d.schema(&TableName::new("c")).await;
+    d.ep.provision(&schema).await.unwrap();
+    d.exec(r#"INSERT INTO "p" VALUES (1); INSERT INTO "c" VALUES (1, 1, 'taken')"#).await;
+    let dup = upsert(vec![Value::Integer(2), Value::Integer(1), text("taken")]);
+    let err = d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", vec![dup])).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UniqueViolation, "{err}");
+    assert!(err.to_string().contains("`c`"), "{err}");
+    let orphan = upsert(vec![Value::Integer(3), Value::Integer(99), text("free")]);
+    let err = d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", vec![orphan])).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ForeignKeyViolation, "{err}");
+    // Nothing of a failed batch is kept, not even its watermark.
+    assert_eq!(d.ep.watermarks("s", "hub", &schema.name).await.unwrap(), Watermarks::default());
+    let missing = TableName::new("nowhere");
+    assert_eq!(d.ep.is_empty(&missing).await.unwrap_err().kind, ErrorKind::TableMissing);
+    let err = PgEndpoint::open("postgres://postgres@127.0.0.1:1/x", "the-label".into()).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConnectionFailed);
+    assert!(err.to_string().contains("the-label") && err.hint.is_some(), "{err}");
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn arrays_and_enums_copy_between_postgres_databases_and_are_refused_elsewhere() {
+    let Some(src) = db("src").await else { return };
+    let Some(dst) = db("dst").await else { return };
+    let name = odd_table(&src).await;
+    let schema = src.schema(&name).await;
+    src.ep.provision(&schema).await.unwrap();
+    src.exec(
+        r#"INSERT INTO "odd ""schema"".x"."my table.select ü" ("price", "tags", "mood", "doc", "raw")
+           SELECT g, ARRAY[g, g + 1], 'happy', jsonb_build_object('g', g), '\x0a09'::bytea FROM generate_series(1, 500) g"#,
+    )
+    .await;
+    // Another engine cannot create the table: the error names column and type.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteEndpoint::open(&dir.path().join("x.db"), "x.db").await.unwrap();
+    let plain = TableSchema { name: TableName::new("copy"), ..schema.clone() };
+    let err = sqlite.create_table(&plain).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnmappableType);
+    assert!(err.to_string().contains("`tags`") && err.to_string().contains("integer[]"), "{err}");
+    // PostgreSQL recreates it verbatim (the enum type exists there too) and
+    // copies it with COPY, straight from the source.
+    dst.exec(r#"CREATE SCHEMA "odd ""schema"".x"; CREATE TYPE "odd ""schema"".x"."mood" AS ENUM ('sad', 'happy')"#)
+        .await;
+    dst.ep.create_table(&schema).await.unwrap();
+    let source = src.ep.direct_source().unwrap();
+    assert_eq!(
+        dst.ep
+            .bulk_copy_direct(
+                "sqlite-file:/x",
+                BulkTarget { scope: "s", peer: "hub", table: &schema, record_tracking: true }
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    let target = BulkTarget { scope: "s", peer: "hub", table: &schema, record_tracking: true };
+    assert_eq!(dst.ep.bulk_copy_direct(&source, target).await.unwrap(), Some(500));
+    let a = src.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    let b = dst.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    let rows = |cs: &[Change]| {
+        let mut rows: Vec<String> = cs.iter().map(|c| format!("{:?}", c.row)).collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(rows(&a).len(), 500);
+    assert_eq!(rows(&a), rows(&b));
+    assert!(b.iter().all(|c| c.origin == "hub"));
+    let marks = dst.ep.watermarks("s", "hub", &name).await.unwrap();
+    assert!(marks.upserts > 0 && marks.upserts == marks.deletes);
+    // Incremental changes of these types apply too.
+    let mut change = a[0].clone();
+    change.row.as_mut().unwrap()[8] = text("{7,8}");
+    change.row.as_mut().unwrap()[9] = text("sad");
+    dst.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", vec![change.clone()])).await.unwrap();
+    let b = dst.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    assert!(b.iter().any(|c| c.row == change.row));
+    src.finish().await;
+    dst.finish().await;
+}
+
+/// Every `hubsync sync` provisions again; with the same selection that must
+/// not touch the triggers (dropping one locks the table against the
+/// application), and with another selection it must rebuild them.
+#[tokio::test]
+async fn provisioning_again_keeps_current_triggers_and_rebuilds_changed_ones() {
+    let Some(d) = db("reprovision").await else { return };
+    d.exec("CREATE TABLE t (id bigint PRIMARY KEY, a text, b text)").await;
+    let name = TableName::new("t");
+    let full = d.schema(&name).await;
+    let oids = "SELECT string_agg(oid::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal";
+    d.ep.provision(&full).await.unwrap();
+    let first = d.strings(oids).await;
+    assert_eq!(first[0].split(',').count(), 3, "three statement triggers: {first:?}");
+    d.ep.provision(&full).await.unwrap();
+    assert_eq!(d.strings(oids).await, first, "the same selection must leave the triggers alone");
+    let narrower = full.project(Some(&["a".to_string()])).unwrap();
+    d.ep.provision(&narrower).await.unwrap();
+    assert_ne!(d.strings(oids).await, first, "another column selection must rebuild the triggers");
+    // The rebuilt triggers track writes to selected columns only.
+    d.exec("INSERT INTO t VALUES (1, 'x', 'y')").await;
+    assert_eq!(d.read(&narrower, ChangeKind::Upsert, &OriginFilter::LocalOnly).await.len(), 1);
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn deprovision_removes_every_hubsync_object_and_nothing_else() {
+    let Some(d) = db("deprov").await else { return };
+    let name = odd_table(&d).await;
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY)"#).await;
+    let odd = d.schema(&name).await;
+    let t = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&odd).await.unwrap();
+    d.ep.provision(&t).await.unwrap();
+    assert!(d.ep.is_provisioned(&name).await.unwrap());
+    d.ep.record_session(
+        "s",
+        "hub",
+        &hubsync_core::SessionRecord {
+            state: hubsync_core::MemberState::SyncSucceeded,
+            last_attempt_at: 1,
+            last_success_at: Some(1),
+            uploaded: 1,
+            downloaded: 2,
+            message: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.ep.session_record("s", "hub").await.unwrap().unwrap().downloaded, 2);
+    let dropped = d.ep.deprovision(std::slice::from_ref(&name)).await.unwrap();
+    assert!(!dropped.contains(&"hubsync".to_string()), "{dropped:?}");
+    assert!(!d.ep.is_provisioned(&name).await.unwrap());
+    assert!(d.ep.is_provisioned(&t.name).await.unwrap());
+    let dropped = d.ep.deprovision(std::slice::from_ref(&t.name)).await.unwrap();
+    assert!(dropped.contains(&"hubsync".to_string()), "{dropped:?}");
+    let left = d
+        .strings(
+            "SELECT n.nspname::text FROM pg_namespace n WHERE n.nspname = 'hubsync' \
+             UNION ALL SELECT tgname::text FROM pg_trigger WHERE NOT tgisinternal \
+             UNION ALL SELECT proname::text FROM pg_proc WHERE proname LIKE 'hubsync%'",
+        )
+        .await;
+    assert!(left.is_empty(), "{left:?}");
+    // User tables and data are untouched.
+    d.exec(r#"INSERT INTO "t" VALUES (1)"#).await;
+    assert!(d.ep.introspect(&name).await.unwrap().is_some());
+    d.finish().await;
+}
