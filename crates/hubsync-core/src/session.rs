@@ -446,12 +446,34 @@ async fn run_leg<S: Endpoint, T: Endpoint>(
             Err(e) => return Err(e),
         }
     }
-    for tl in legs.iter_mut() {
+    for i in 0..legs.len() {
+        let tl = &mut legs[i];
         if tl.bulk {
-            bulk_copy(source, target, plan, tl, opts).await?;
-        } else {
-            move_changes(source, target, plan, tl, ChangeKind::Upsert, snapshot, opts, report).await?;
+            match bulk_copy(source, target, plan, tl, opts).await {
+                Ok(()) => continue,
+                // An application wrote to the member table after it was found
+                // empty, and the copy collided with its row. The copy rolled
+                // back whole; the table takes the change-by-change path, where
+                // such collisions are conflicts the policy settles.
+                Err(e) if e.kind() == ErrorKind::UniqueViolation => {
+                    tracing::warn!(
+                        member = opts.member,
+                        table = %tl.table.schema.name,
+                        error = %e,
+                        "The member table received rows during its initial copy; moving the hub's rows change by change instead."
+                    );
+                    tl.bulk = false;
+                    tl.stats.bulk = false;
+                    match move_changes(source, target, plan, tl, ChangeKind::Delete, snapshot, opts, report).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::ForeignKeyViolation => deferred.push(i),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
+        move_changes(source, target, plan, &mut legs[i], ChangeKind::Upsert, snapshot, opts, report).await?;
     }
     for i in deferred {
         move_changes(source, target, plan, &mut legs[i], ChangeKind::Delete, snapshot, opts, report).await?;

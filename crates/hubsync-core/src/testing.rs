@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::change::{Change, OriginFilter, Version, Watermarks};
 use crate::endpoint::{ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Endpoint, ReadRequest};
@@ -18,12 +18,55 @@ pub struct FaultyEndpoint<E> {
     inner: E,
     /// Writes left before the failure; negative means never fail.
     remaining: Arc<AtomicI64>,
+    /// Where `is_empty` stops, once it has looked, until the test resumes it.
+    empty_check_pause: Option<Pause>,
+}
+
+/// A point where a wrapped endpoint stops and waits for the test: the test
+/// waits until the endpoint gets there, acts (say, an application write that
+/// races the sync), then lets it go on.
+#[derive(Clone, Default)]
+pub struct Pause {
+    reached: Arc<Notify>,
+    resumed: Arc<Notify>,
+}
+
+impl Pause {
+    /// Waits until the endpoint has reached the pause.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the endpoint go on.
+    pub fn resume(&self) {
+        self.resumed.notify_one();
+    }
+
+    async fn stop_here(&self) {
+        // `notify_one` keeps a permit when nobody waits yet, so neither side
+        // can miss the other.
+        self.reached.notify_one();
+        self.resumed.notified().await;
+    }
 }
 
 impl<E> FaultyEndpoint<E> {
     /// Fails the write after `k` successful ones.
     pub fn failing_after(inner: E, k: u64) -> Self {
-        FaultyEndpoint { inner, remaining: Arc::new(AtomicI64::new(k as i64)) }
+        FaultyEndpoint { inner, remaining: Arc::new(AtomicI64::new(k as i64)), empty_check_pause: None }
+    }
+
+    /// Never fails, but stops after each emptiness check (with the answer
+    /// already taken) until the returned pause is resumed: the window
+    /// in which an application may write to a table the sync found empty.
+    pub fn pausing_after_empty_check(inner: E) -> (Self, Pause) {
+        let pause = Pause::default();
+        let endpoint = FaultyEndpoint {
+            inner,
+            remaining: Arc::new(AtomicI64::new(i64::MAX)),
+            empty_check_pause: Some(pause.clone()),
+        };
+        (endpoint, pause)
     }
 
     /// Whether the injected failure has happened.
@@ -87,7 +130,11 @@ impl<E: Endpoint> Endpoint for FaultyEndpoint<E> {
         self.inner.count_changes(table, after, origin).await
     }
     async fn is_empty(&self, table: &TableName) -> Result<bool, EndpointError> {
-        self.inner.is_empty(table).await
+        let empty = self.inner.is_empty(table).await;
+        if let Some(pause) = &self.empty_check_pause {
+            pause.stop_here().await;
+        }
+        empty
     }
     async fn bulk_read(
         &self,

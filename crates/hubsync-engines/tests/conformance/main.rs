@@ -86,6 +86,9 @@ macro_rules! conformance_suite {
         scenario!(an_initial_copy_refused_at_once_fails_promptly_and_the_next_sync_copies_everything, |h| {
             initial_copy::an_initial_copy_refused_at_once_fails_promptly_and_the_next_sync_copies_everything(h)
         });
+        scenario!(an_application_write_racing_the_initial_copy_becomes_a_conflict, |h| {
+            initial_copy::an_application_write_racing_the_initial_copy_becomes_a_conflict(h)
+        });
         scenario!(provisioning_a_member_again_does_not_turn_copied_rows_into_member_changes_under_hub_win, |h| {
             initial_copy::provisioning_again_does_not_turn_copied_rows_into_member_changes(
                 h,

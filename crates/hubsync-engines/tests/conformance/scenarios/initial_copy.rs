@@ -92,3 +92,39 @@ pub(crate) async fn an_initial_copy_refused_at_once_fails_promptly_and_the_next_
     assert_eq!(w.converge().await, 0, "nothing left to move after the copy");
     w.finish().await;
 }
+
+/// An application inserts into the member table after the sync found it empty
+/// and before the copy loads: one of its rows collides with a hub row. The
+/// copy must not fail the sync; the table moves change by change instead, the
+/// collision is a conflict the policy settles, and the application's other
+/// row reaches the hub.
+pub(crate) async fn an_application_write_racing_the_initial_copy_becomes_a_conflict(h: &dyn Harness) {
+    let w = World::new(h, &[("m1", Bidirectional)], ConflictPolicy::HubWin, &["t"]).await.with_batch_rows(2);
+    w.hub.exec(r#"CREATE TABLE "t" ("id" INTEGER PRIMARY KEY, "v" TEXT)"#).await;
+    for id in 1..=6 {
+        w.hub.exec_with(r#"INSERT INTO "t" ("id", "v") VALUES (?, ?)"#, &[int(id), text(&format!("row {id}"))]).await;
+    }
+    let (member, pause) = FaultyEndpoint::pausing_after_empty_check(w.member("m1").db.endpoint().clone());
+    let app = async {
+        pause.reached().await;
+        let m1 = w.db("m1");
+        m1.exec_with(r#"INSERT INTO "t" ("id", "v") VALUES (?, ?)"#, &[int(3), text("the member's own 3")]).await;
+        m1.exec_with(r#"INSERT INTO "t" ("id", "v") VALUES (?, ?)"#, &[int(100), text("the member's own 100")]).await;
+        pause.resume();
+    };
+    let (synced, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(60), w.sync_through("m1", w.hub.endpoint(), &member, &Quiet)),
+        app
+    );
+    let r = synced
+        .expect("the sync must end")
+        .unwrap_or_else(|e| panic!("a racing application write failed the sync: {e}"));
+    assert_eq!(r.downloaded, 6, "every hub row reaches the member: {r:?}");
+    assert_eq!(r.conflict_count, 1, "the colliding key is one conflict: {r:?}");
+    w.converge().await;
+    let mut expected: Vec<_> = (1..=6).map(|id| vec![int(id), text(&format!("row {id}"))]).collect();
+    expected.push(vec![int(100), text("the member's own 100")]);
+    assert_rows_eq(&w.rows("hub", "t").await, &expected, "the hub (HubWin keeps its 3; the member's 100 arrives)");
+    w.assert_same_rows("t").await;
+    w.finish().await;
+}
