@@ -170,6 +170,14 @@ async fn load_in(
 async fn prepare_load(conn: &mut PgConnection, table: &TableSchema) -> Result<(Shape, TrackingNames), EndpointError> {
     let names = TrackingNames::for_table(&table.name);
     lock_ddl(conn).await?;
+    // Dropping the triggers needs the table's strongest lock. Taken first,
+    // before this transaction touches the tracking table, it waits for the
+    // applications' open writes to end; taken later, it would deadlock with an
+    // application write whose trigger waits on the tracking table.
+    query(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", qualified(&table.name)))
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx("locking the table for the initial copy"))?;
     let shape = shape(conn, table).await?;
     ensure_shared(conn).await?;
     ensure_tracking_table(conn, &table.name, &shape, &names).await?;
