@@ -446,8 +446,7 @@ async fn run_leg<S: Endpoint, T: Endpoint>(
             Err(e) => return Err(e),
         }
     }
-    for i in 0..legs.len() {
-        let tl = &mut legs[i];
+    for (i, tl) in legs.iter_mut().enumerate() {
         if tl.bulk {
             match bulk_copy(source, target, plan, tl, opts).await {
                 Ok(()) => continue,
@@ -473,7 +472,7 @@ async fn run_leg<S: Endpoint, T: Endpoint>(
                 Err(e) => return Err(e),
             }
         }
-        move_changes(source, target, plan, &mut legs[i], ChangeKind::Upsert, snapshot, opts, report).await?;
+        move_changes(source, target, plan, tl, ChangeKind::Upsert, snapshot, opts, report).await?;
     }
     for i in deferred {
         move_changes(source, target, plan, &mut legs[i], ChangeKind::Delete, snapshot, opts, report).await?;
