@@ -13,6 +13,7 @@ use hubsync_core::{
     ApplyBatch, BulkTarget, CanonicalType, Change, ChangeKind, ConflictPolicy, ConflictResolver, Endpoint, ErrorKind,
     OriginFilter, ReadRequest, Side, TableName, TableSchema, Value, Watermarks,
 };
+use hubsync_engines::postgres::TrackingNames;
 use hubsync_engines::{PgEndpoint, SqliteEndpoint};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
@@ -232,6 +233,62 @@ async fn statement_triggers_track_bulk_updates_key_updates_and_origins() {
     let local = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
     assert!(local.iter().any(|c| c.key == vec![Value::Integer(7)]));
     assert_eq!(d.ep.watermarks("s", "hub", &schema.name).await.unwrap().upserts, 1);
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn the_change_log_folds_to_the_last_write_of_each_key() {
+    let Some(d) = db("fold").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY, "v" text)"#).await;
+    let schema = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&schema).await.unwrap();
+    let keys = |changes: &[Change]| changes.iter().map(|c| c.key[0].clone()).collect::<Vec<_>>();
+    let count_log = format!(r#"SELECT count(*)::text FROM "hubsync"."{}""#, TrackingNames::for_table(&schema.name).log);
+    // One transaction gives all its statements one version: only the order
+    // of the writes can say which came last.
+    d.exec(
+        r#"BEGIN;
+           INSERT INTO "t" VALUES (1, 'a'), (2, 'a');
+           DELETE FROM "t" WHERE "id" = 1;
+           INSERT INTO "t" VALUES (1, 'again');
+           DELETE FROM "t" WHERE "id" = 2;
+           COMMIT"#,
+    )
+    .await;
+    let logged = d.strings(&count_log).await;
+    assert_eq!(logged, vec!["5"], "the triggers append, one row per key and statement");
+    let upserts = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    let deletes = d.read(&schema, ChangeKind::Delete, &OriginFilter::LocalOnly).await;
+    assert_eq!(keys(&upserts), vec![Value::Integer(1)]);
+    assert_eq!(upserts[0].row.as_ref().unwrap()[1], text("again"));
+    assert_eq!(keys(&deletes), vec![Value::Integer(2)]);
+    let logged = d.strings(&count_log).await;
+    assert_eq!(logged, vec!["0"], "taking the snapshot version folded the log");
+
+    // A local write still in the log when a peer's change to the same key is
+    // applied: the apply folds first, judges it a conflict (HubWin, member
+    // receiving: the hub's change wins) and its tracking row is the last.
+    d.exec(r#"UPDATE "t" SET "v" = 'local' WHERE "id" = 1"#).await;
+    let change = upsert(vec![Value::Integer(1), text("from the hub")]);
+    let outcome = d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", vec![change])).await.unwrap();
+    assert_eq!((outcome.applied, outcome.conflicts.len()), (1, 1));
+    let from_hub = d.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    let one = from_hub.iter().find(|c| c.key == vec![Value::Integer(1)]).unwrap();
+    assert_eq!((one.origin.as_str(), one.changed_at), ("hub", 42));
+    assert!(
+        d.ep.read_changes(ReadRequest {
+            table: &schema,
+            kind: ChangeKind::Upsert,
+            after: 0,
+            after_key: None,
+            up_to: i64::MAX,
+            origin: &OriginFilter::LocalOnly,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
     d.finish().await;
 }
 

@@ -1,6 +1,7 @@
 //! Applying a batch of changes: one transaction, the batch passed as arrays
 //! (one bound array per column, unnested in SQL), conflicts judged by the
-//! core, winners written set-based, the watermark stored before commit.
+//! core, winners written set-based together with their tracking rows, the
+//! watermark stored before commit.
 
 use hubsync_core::endpoint::{LocalState, Verdict};
 use hubsync_core::{ApplyBatch, ApplyOutcome, Change, ChangeKind, EndpointError, ErrorKind, TableSchema, Value};
@@ -11,7 +12,7 @@ use super::errors::ctx;
 use super::introspect::{Shape, shape};
 use super::query;
 use super::scope::store_watermark;
-use super::tracking::{TrackingNames, VERSION_EXPR, pk_columns, require_tracking};
+use super::tracking::{DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold, pk_columns, require_tracking};
 use super::values::{LocalColumn, PgQuery, WireArray, read_values};
 
 /// Applies a batch atomically (see [`hubsync_core::Endpoint::apply_changes`]).
@@ -45,15 +46,14 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
     let mut outcome = ApplyOutcome::default();
     if !batch.changes.is_empty() {
         check_widths(table, &shape, batch)?;
+        // Judging needs every committed local change in the tracking table.
+        fold(conn, &names, shape.keys.len()).await?;
         let keep = judge_conflicts(conn, &shape, batch, &names, &mut outcome).await?;
         let kept: Vec<&Change> = batch.changes.iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| c).collect();
         if !kept.is_empty() {
-            let applied = write(conn, table, &shape, batch.kind, &kept).await?;
-            if applied > 0 {
-                keep_commit_times(conn, &shape, &names, &kept).await?;
-                if batch.kind == ChangeKind::Upsert {
-                    advance_sequences(conn, table, &shape).await?;
-                }
+            let applied = write(conn, table, &shape, &names, batch, &kept).await?;
+            if applied > 0 && batch.kind == ChangeKind::Upsert {
+                advance_sequences(conn, table, &shape).await?;
             }
             outcome.applied = applied;
             outcome.skipped += (kept.len() as u64).saturating_sub(applied);
@@ -200,21 +200,34 @@ async fn judge_conflicts(
     Ok(keep)
 }
 
-/// Writes the kept changes; returns the rows written. Equal rows are left
-/// alone (no write, no trigger row, no new version).
+/// Writes the kept changes and, in the same statement, their tracking rows
+/// (origin the peer, and the changes' own commit times: `LastWriterWins`
+/// compares when a row was written at its origin, not when it travelled
+/// through the hub); returns the rows written. Equal rows are left alone (no
+/// write, no tracking row, no new version). The table's triggers stand aside
+/// for the statement (see [`DIRECT_SETTING`]), so nothing is written twice.
 async fn write(
     conn: &mut PgConnection,
     table: &TableSchema,
     shape: &Shape,
-    kind: ChangeKind,
+    names: &TrackingNames,
+    batch: &ApplyBatch<'_>,
     kept: &[&Change],
 ) -> Result<u64, EndpointError> {
     let t = qualified(&table.name);
     let keys: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
-    let (sql, arrays) = match kind {
+    let pks = pk_columns(shape.keys.len());
+    let times: Vec<i64> = kept.iter().map(|c| c.changed_at).collect();
+    // Parameters: $1 the peer, $2 the commit times, $3... the columns.
+    let ((unnest, arrays), typed_source, modify, staged_keys) = match batch.kind {
         ChangeKind::Upsert => {
-            let (unnest, arrays) =
-                staged(&shape.columns, None, 1, kept.iter().map(|c| c.row.as_deref().unwrap_or(&[])), kept.len());
+            let (unnest, arrays) = staged(
+                &shape.columns,
+                Some(("changed_at", 2)),
+                3,
+                kept.iter().map(|c| c.row.as_deref().unwrap_or(&[])),
+                kept.len(),
+            );
             let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
             let non_key: Vec<&LocalColumn> =
                 shape.columns.iter().filter(|c| !table.primary_key.contains(&c.name)).collect();
@@ -226,60 +239,72 @@ async fn write(
                 let differs: Vec<String> = non_key.iter().map(|c| c.distinct_expr("t", "excluded")).collect();
                 format!("DO UPDATE SET {} WHERE {}", set.join(", "), differs.join(" OR "))
             };
-            let sql = format!(
-                "INSERT INTO {t} AS t ({}){} SELECT {} FROM {unnest} ON CONFLICT ({}) {action}",
+            let values: Vec<String> = (1..=shape.columns.len()).map(|i| format!("i.c_{i}")).collect();
+            let modify = format!(
+                "INSERT INTO {t} AS t ({}){} SELECT {} FROM i ON CONFLICT ({}) {action} RETURNING {}",
                 cols.join(", "),
                 shape.overriding(),
-                typed_columns(&shape.columns),
+                values.join(", "),
                 keys.join(", "),
+                keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
             );
-            (sql, arrays)
+            // The staged alias of each key column: its place among the columns.
+            let staged_keys: Vec<String> = table
+                .primary_key
+                .iter()
+                .map(|k| {
+                    let at = shape.columns.iter().position(|c| &c.name == k).unwrap_or(0);
+                    format!("i.c_{}", at + 1)
+                })
+                .collect();
+            ((unnest, arrays), &shape.columns, modify, staged_keys)
         }
         ChangeKind::Delete => {
-            let (unnest, arrays) = staged(&shape.keys, None, 1, kept.iter().map(|c| c.key.as_slice()), kept.len());
+            let (unnest, arrays) =
+                staged(&shape.keys, Some(("changed_at", 2)), 3, kept.iter().map(|c| c.key.as_slice()), kept.len());
             let on: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("t.{k} = i.c_{}", i + 1)).collect();
-            let sql = format!(
-                "DELETE FROM {t} AS t USING (SELECT {} FROM {unnest}) AS i WHERE {}",
-                typed_columns(&shape.keys),
-                on.join(" AND ")
+            let modify = format!(
+                "DELETE FROM {t} AS t USING i WHERE {} RETURNING {}",
+                on.join(" AND "),
+                keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
             );
-            (sql, arrays)
+            let staged_keys = (1..=keys.len()).map(|i| format!("i.c_{i}")).collect();
+            ((unnest, arrays), &shape.keys, modify, staged_keys)
         }
     };
-    let done = bind_arrays(query(sql), arrays)
-        .execute(&mut *conn)
-        .await
-        .map_err(ctx(format_args!("writing the {}s", kind.as_str())))?;
-    Ok(done.rows_affected())
-}
-
-/// Gives the tracking rows this transaction wrote the incoming changes'
-/// commit times instead of the apply's: `LastWriterWins` compares when a row
-/// was written at its origin, not when it travelled through the hub.
-async fn keep_commit_times(
-    conn: &mut PgConnection,
-    shape: &Shape,
-    names: &TrackingNames,
-    kept: &[&Change],
-) -> Result<(), EndpointError> {
-    let pks = pk_columns(shape.keys.len());
-    let (unnest, arrays) =
-        staged(&shape.keys, Some(("changed_at", 1)), 2, kept.iter().map(|c| c.key.as_slice()), kept.len());
-    let times: Vec<i64> = kept.iter().map(|c| c.changed_at).collect();
-    let on: Vec<String> = pks.iter().enumerate().map(|(i, pk)| format!("tr.{pk} = i.c_{}", i + 1)).collect();
+    let w_keys: Vec<String> = keys.iter().map(|k| format!("w.{k}")).collect();
+    let on: Vec<String> = w_keys.iter().zip(&staged_keys).map(|(w, i)| format!("{w} = {i}")).collect();
+    let set = "version = excluded.version, origin = excluded.origin, deleted = excluded.deleted, \
+               changed_at = excluded.changed_at, seq = excluded.seq";
     let sql = format!(
-        "UPDATE {tr} AS tr SET changed_at = i.changed_at \
-         FROM (SELECT {typed}, i.changed_at FROM {unnest}) AS i \
-         WHERE {on} AND tr.version = {VERSION_EXPR}",
+        "WITH i AS (SELECT i.changed_at, {typed} FROM {unnest}), w AS ({modify}) \
+         INSERT INTO {tr} AS tr ({pks}, version, origin, deleted, changed_at, seq) \
+         SELECT {w_keys}, {VERSION_EXPR}, $1, {deleted}, i.changed_at, {NEXT_SEQ} FROM w JOIN i ON {on} \
+         ON CONFLICT ({pks}) DO UPDATE SET {set}",
+        typed = typed_columns(typed_source),
         tr = names.qualified_table(),
-        typed = typed_columns(&shape.keys),
+        pks = pks.join(", "),
+        w_keys = w_keys.join(", "),
+        deleted = batch.kind == ChangeKind::Delete,
         on = on.join(" AND "),
     );
-    bind_arrays(query(sql).bind(times), arrays)
+    query("SELECT set_config($1, $2::regclass::oid::text, true)")
+        .bind(DIRECT_SETTING)
+        .bind(t.clone())
         .execute(&mut *conn)
         .await
-        .map_err(ctx("recording the changes' commit times"))?;
-    Ok(())
+        .map_err(ctx("setting the triggers aside"))?;
+    let q = query(sql).bind(batch.peer.to_string()).bind(times);
+    let done = bind_arrays(q, arrays)
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx(format_args!("writing the {}s", batch.kind.as_str())))?;
+    query("SELECT set_config($1, '', true)")
+        .bind(DIRECT_SETTING)
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx("setting the triggers back"))?;
+    Ok(done.rows_affected())
 }
 
 /// Moves the sequences of serial and identity columns past the values

@@ -15,7 +15,7 @@ use super::introspect::{Shape, shape};
 use super::query;
 use super::scope::{snapshot_in, store_watermark};
 use super::tracking::{
-    TrackingNames, create_triggers, drop_triggers, ensure_shared, ensure_tracking_table, lock_ddl, pk_columns,
+    TrackingNames, create_triggers, drop_triggers, ensure_shared, ensure_tracking_table, fold, lock_ddl, pk_columns,
     record_rows,
 };
 use super::values::{copy_text, read_values};
@@ -181,6 +181,9 @@ async fn prepare_load(conn: &mut PgConnection, table: &TableSchema) -> Result<(S
     let shape = shape(conn, table).await?;
     ensure_shared(conn).await?;
     ensure_tracking_table(conn, &table.name, &shape, &names).await?;
+    // Older logged changes go to the tracking table first, where the load's
+    // own tracking rows (or the removal of stale tombstones) supersede them.
+    fold(conn, &names, shape.keys.len()).await?;
     drop_triggers(conn, &table.name, &names).await?;
     Ok((shape, names))
 }

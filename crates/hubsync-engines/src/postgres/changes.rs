@@ -7,7 +7,7 @@ use super::dialect::qualified;
 use super::errors::ctx;
 use super::introspect::shape;
 use super::query;
-use super::tracking::{pk_columns, require_tracking};
+use super::tracking::{fold_pending, pk_columns, require_tracking};
 use super::values::{LocalColumn, bind_for, read_values};
 
 /// Reads one batch of changes (see [`hubsync_core::Endpoint::read_changes`]).
@@ -21,6 +21,9 @@ pub(crate) async fn read_changes(pool: &PgPool, request: ReadRequest<'_>) -> Res
     let names = require_tracking(&mut conn, &table.name).await.map_err(|e| e.context(&context))?;
     let shape = shape(&mut conn, table).await.map_err(|e| e.context(&context))?;
     let key_count = shape.keys.len();
+    // Usually folded already by the snapshot version; this keeps a read
+    // complete whoever asks.
+    fold_pending(&mut conn, &names, key_count).await.map_err(|e| e.context(&context))?;
     let pks = pk_columns(key_count);
     // The tracking table's key columns have the key's types: read them the
     // way the key columns are read.
@@ -123,6 +126,8 @@ pub(crate) async fn count_changes(
     let context = format!("counting the changes of `{}`", table.name);
     let mut conn = pool.acquire().await.map_err(ctx(&context))?;
     let names = require_tracking(&mut conn, &table.name).await.map_err(|e| e.context(&context))?;
+    // Changes still in the log are pending too.
+    fold_pending(&mut conn, &names, table.primary_key.len()).await.map_err(|e| e.context(&context))?;
     let origin_sql = match origin {
         OriginFilter::LocalOnly => "origin = ''",
         OriginFilter::NotFrom(_) => "origin <> $3",

@@ -22,26 +22,54 @@ use super::tracking::{SESSION_DDL, ensure_shared, hubsync_table_exists, lock_ddl
 /// REPEATABLE READ, the transaction's) snapshot, taken before the activity
 /// is read, so a running id cannot slip between the two.
 pub(crate) async fn snapshot_in(conn: &mut PgConnection) -> Result<Version, EndpointError> {
-    query(
-        "WITH s AS (SELECT pg_current_snapshot() AS snap), \
-         elsewhere AS (SELECT a.backend_xid::text::int8 AS x FROM pg_catalog.pg_stat_activity a \
-           WHERE a.backend_xid IS NOT NULL AND a.datid IS DISTINCT FROM \
-             (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())) \
-         SELECT coalesce( \
-           (SELECT min(r::text::int8) FROM s, pg_snapshot_xip(s.snap) AS r \
-             WHERE (r::text::int8 & 4294967295) NOT IN (SELECT e.x FROM elsewhere e)), \
-           (SELECT pg_snapshot_xmax(s.snap)::text::int8 FROM s)) - 1",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .and_then(|row| row.try_get::<i64, _>(0))
-    .map_err(ctx("reading the snapshot version"))
+    // The activity is read after the statement's snapshot was taken: an id
+    // of another database that ends in between is no longer listed and
+    // counts as ours, holding the version back for nothing (a later sync
+    // reads it, but the sync after a write would miss it). A blocking id
+    // found nowhere has most likely just ended, and the next statement's
+    // snapshot no longer holds it: look again a few times before settling
+    // for the cautious answer. Inside a REPEATABLE READ transaction the
+    // snapshot cannot move, so there is no point in looking again.
+    let mut attempt = 0;
+    loop {
+        let row = query(
+            "WITH s AS (SELECT pg_current_snapshot() AS snap), \
+             activity AS (SELECT a.backend_xid::text::int8 AS x, a.datid IS NOT DISTINCT FROM \
+               (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()) AS here \
+               FROM pg_catalog.pg_stat_activity a WHERE a.backend_xid IS NOT NULL), \
+             blocker AS (SELECT min(r::text::int8) AS r FROM s, pg_snapshot_xip(s.snap) AS r \
+               WHERE (r::text::int8 & 4294967295) NOT IN (SELECT x FROM activity WHERE NOT here)) \
+             SELECT coalesce((SELECT r FROM blocker), (SELECT pg_snapshot_xmax(s.snap)::text::int8 FROM s)) - 1, \
+               (SELECT r FROM blocker) IS NULL \
+               OR (SELECT r FROM blocker) & 4294967295 IN (SELECT x FROM activity WHERE here) \
+               OR current_setting('transaction_isolation') <> 'read committed'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(ctx("reading the snapshot version"))?;
+        let version: i64 = row.try_get(0).map_err(ctx("reading the snapshot version"))?;
+        let settled: bool = row.try_get(1).map_err(ctx("reading the snapshot version"))?;
+        if settled || attempt == 3 {
+            return Ok(version);
+        }
+        attempt += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+    }
 }
 
-/// [`snapshot_in`] on a pooled connection.
+/// [`snapshot_in`] on a pooled connection, then the change logs folded into
+/// the tracking tables.
+///
+/// The fold comes after the snapshot and sees everything committed by then,
+/// which includes every transaction at or below the version returned: reads
+/// up to that version find all their changes in the tracking tables.
 pub(crate) async fn snapshot_version(pool: &PgPool) -> Result<Version, EndpointError> {
-    let mut conn = pool.acquire().await.map_err(ctx("reading the snapshot version"))?;
-    snapshot_in(&mut conn).await
+    let version = {
+        let mut conn = pool.acquire().await.map_err(ctx("reading the snapshot version"))?;
+        snapshot_in(&mut conn).await?
+    };
+    super::tracking::fold_all(pool).await?;
+    Ok(version)
 }
 
 /// The watermarks stored for (scope, peer, table); zero when none.
