@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
 use hubsync_core::{EndpointError, Version};
 use sqlx::{MySqlConnection, MySqlPool, Row};
 
@@ -39,17 +40,57 @@ const PRUNE_AFTER: usize = 1000;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Gaps(Arc<Mutex<HashMap<Version, Instant>>>);
 
-async fn ids(conn: &mut MySqlConnection, home: &str) -> Result<Option<Vec<i64>>, EndpointError> {
-    let rows = query(format!("SELECT id FROM {} ORDER BY id", seq_table(home))).fetch_all(&mut *conn).await;
-    match rows {
-        Ok(rows) => rows
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-            .map_err(ctx("reading the versions")),
-        Err(e) if error_number(&e) == Some(1146) => Ok(None),
-        Err(e) => Err(map_err(e, "reading the versions")),
+/// The committed versions, streamed and kept as what the walk needs: the
+/// lowest, the highest, how many, and the missing ranges between them. A
+/// provisioning backfill allocates one version per row, so the table can
+/// hold millions of ids; holding them all would cost ~100 bytes each.
+#[derive(Debug, Default, PartialEq)]
+struct Committed {
+    first: Version,
+    last: Version,
+    count: usize,
+    /// Inclusive ranges of ids between `first` and `last` with no committed row.
+    missing: Vec<(Version, Version)>,
+}
+
+impl Committed {
+    /// Adds the next id (ascending).
+    fn push(&mut self, id: Version) {
+        if self.count == 0 {
+            self.first = id;
+        } else if id > self.last + 1 {
+            self.missing.push((self.last + 1, id - 1));
+        }
+        self.last = id;
+        self.count += 1;
+    }
+
+    /// Whether an id at or below `last` has no committed row.
+    fn lacks(&self, id: Version) -> bool {
+        if id < self.first {
+            return true;
+        }
+        let at = self.missing.partition_point(|(_, end)| *end < id);
+        self.missing.get(at).is_some_and(|(start, _)| *start <= id)
+    }
+}
+
+/// Streams `SELECT id ... ORDER BY id` into `each`; `None` when the table
+/// does not exist (nothing provisioned yet).
+async fn each_id(
+    conn: &mut MySqlConnection,
+    home: &str,
+    mut each: impl FnMut(Version),
+) -> Result<Option<()>, EndpointError> {
+    let sql = format!("SELECT id FROM {} ORDER BY id", seq_table(home));
+    let mut rows = query(sql).fetch(&mut *conn);
+    loop {
+        match rows.try_next().await {
+            Ok(Some(row)) => each(row.try_get::<i64, _>(0).map_err(ctx("reading the versions"))?),
+            Ok(None) => return Ok(Some(())),
+            Err(e) if error_number(&e) == Some(1146) => return Ok(None),
+            Err(e) => return Err(map_err(e, "reading the versions")),
+        }
     }
 }
 
@@ -73,43 +114,51 @@ enum Settled {
 
 async fn settled(conn: &mut MySqlConnection, home: &str, gaps: &Gaps) -> Result<Settled, EndpointError> {
     let conn = &mut *conn;
-    let Some(committed) = ids(conn, home).await? else {
+    let mut committed = Committed::default();
+    if each_id(conn, home, |id| committed.push(id)).await?.is_none() {
         return Ok(Settled::Snapshot(0));
-    };
+    }
     query("SET TRANSACTION ISOLATION LEVEL READ UNCOMMITTED")
         .execute(&mut *conn)
         .await
         .map_err(ctx("reading the snapshot version"))?;
-    let seen = ids(conn, home).await?.unwrap_or_default();
-    let committed_set: BTreeSet<i64> = committed.iter().copied().collect();
-    let seen_set: BTreeSet<i64> = seen.iter().copied().collect();
-    let Some(&top) = committed.last() else {
+    // Of the dirty read only the ids the committed read lacks matter: the
+    // writes still in flight.
+    let mut lowest_seen: Option<Version> = None;
+    let mut in_flight = BTreeSet::new();
+    each_id(conn, home, |id| {
+        lowest_seen = Some(lowest_seen.map_or(id, |low| low.min(id)));
+        if committed.count > 0 && id <= committed.last && committed.lacks(id) {
+            in_flight.insert(id);
+        }
+    })
+    .await?;
+    if committed.count == 0 {
         return Ok(Settled::Snapshot(0));
-    };
-    let Some(&bottom) = committed.first().into_iter().chain(seen.first()).min() else {
-        return Ok(Settled::Snapshot(0));
-    };
+    }
+    let top = committed.last;
+    let bottom = lowest_seen.map_or(committed.first, |low| low.min(committed.first));
     let now = Instant::now();
     let mut snapshot = top;
     {
         let mut known = gaps.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         known.retain(|id, _| *id > bottom);
-        for id in bottom..=top {
-            if committed_set.contains(&id) {
-                continue;
-            }
-            if seen_set.contains(&id) {
-                snapshot = id - 1;
-                break;
-            }
-            let first_seen = *known.entry(id).or_insert(now);
-            let age = now.duration_since(first_seen);
-            if age < GAP_GRACE {
-                return Ok(Settled::YoungGap(GAP_GRACE - age));
+        let below_first = (bottom < committed.first).then_some((bottom, committed.first - 1));
+        'walk: for (start, end) in below_first.into_iter().chain(committed.missing.iter().copied()) {
+            for id in start..=end {
+                if in_flight.contains(&id) {
+                    snapshot = id - 1;
+                    break 'walk;
+                }
+                let first_seen = *known.entry(id).or_insert(now);
+                let age = now.duration_since(first_seen);
+                if age < GAP_GRACE {
+                    return Ok(Settled::YoungGap(GAP_GRACE - age));
+                }
             }
         }
     }
-    if committed.len() > PRUNE_AFTER && snapshot > bottom {
+    if committed.count > PRUNE_AFTER && snapshot > bottom {
         prune(conn, home, snapshot).await?;
     }
     Ok(Settled::Snapshot(snapshot))
@@ -129,4 +178,23 @@ async fn prune(conn: &mut MySqlConnection, home: &str, snapshot: Version) -> Res
         .await
         .map_err(ctx("pruning versions"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_ids_keep_only_their_missing_ranges() {
+        let mut c = Committed::default();
+        for id in [3, 4, 5, 8, 9, 12] {
+            c.push(id);
+        }
+        assert_eq!(c, Committed { first: 3, last: 12, count: 6, missing: vec![(6, 7), (10, 11)] });
+        let lacking: Vec<Version> = (1..=12).filter(|id| c.lacks(*id)).collect();
+        assert_eq!(lacking, vec![1, 2, 6, 7, 10, 11]);
+        let mut dense = Committed::default();
+        (1..=1_000_000).for_each(|id| dense.push(id));
+        assert!(dense.missing.is_empty() && dense.count == 1_000_000 && !dense.lacks(500_000));
+    }
 }
