@@ -144,3 +144,48 @@ pub(crate) async fn copy(source: &mut PgConnection, target: &mut PgConnection) -
     drop(copy_out);
     copy_in.finish().await.context("finishing COPY FROM STDIN")
 }
+
+/// A table's own (non-internal) triggers, as `CREATE TRIGGER` statements,
+/// so the pgbench rounds can drop and recreate hubsync's triggers without
+/// provisioning again.
+pub(crate) struct Triggers {
+    table: String,
+    definitions: Vec<(String, String)>,
+}
+
+impl Triggers {
+    /// Reads the definitions of the triggers on `table` (in `public`).
+    pub(crate) async fn of(url: &str, table: &str) -> anyhow::Result<Self> {
+        let mut conn = connect(url).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "select tgname::text, pg_get_triggerdef(oid) from pg_trigger \
+             where tgrelid = $1::regclass and not tgisinternal order by tgname",
+        )
+        .bind(quote_ident(table))
+        .fetch_all(&mut conn)
+        .await
+        .with_context(|| format!("reading the triggers of {table}"))?;
+        conn.close().await.context("closing after reading triggers")?;
+        if rows.is_empty() {
+            bail!("{table} has no triggers to toggle: provisioning did not create them");
+        }
+        Ok(Triggers { table: table.to_string(), definitions: rows })
+    }
+
+    /// Creates the triggers (`on`) or drops them, whichever state they are in.
+    pub(crate) async fn set(&self, url: &str, on: bool) -> anyhow::Result<()> {
+        let mut conn = connect(url).await?;
+        for (name, definition) in &self.definitions {
+            let sql = format!("drop trigger if exists {} on {}", quote_ident(name), quote_ident(&self.table));
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.with_context(|| format!("dropping {name}"))?;
+            if on {
+                sqlx::raw_sql(AssertSqlSafe(definition.clone()))
+                    .execute(&mut conn)
+                    .await
+                    .with_context(|| format!("creating {name}"))?;
+            }
+        }
+        conn.close().await.context("closing after toggling triggers")?;
+        Ok(())
+    }
+}

@@ -46,9 +46,10 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// Two runs as one: their transactions together, at their mean tps.
-    pub(crate) fn mean(&self, other: &Run) -> Run {
-        Run { transactions: self.transactions + other.transactions, tps: (self.tps + other.tps) / 2.0 }
+    /// Several runs as one: their transactions together, at their mean tps.
+    pub(crate) fn average(runs: &[Run]) -> Run {
+        let tps = runs.iter().map(|r| r.tps).sum::<f64>() / runs.len().max(1) as f64;
+        Run { transactions: runs.iter().map(|r| r.transactions).sum(), tps }
     }
 
     /// The time the transactions took at the reported rate, so a table line's
