@@ -437,13 +437,8 @@ async fn run_leg<S: Endpoint, T: Endpoint>(
         if legs[i].bulk {
             continue;
         }
-        match move_changes(source, target, plan, &mut legs[i], ChangeKind::Delete, snapshot, opts, report).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::ForeignKeyViolation => {
-                tracing::debug!(table = %legs[i].table.schema.name, "Deletes refused by a foreign key; retrying after the upserts.");
-                deferred.push(i);
-            }
-            Err(e) => return Err(e),
+        if move_deletes(source, target, plan, &mut legs[i], snapshot, opts, report).await? {
+            deferred.push(i);
         }
     }
     for (i, tl) in legs.iter_mut().enumerate() {
@@ -463,10 +458,8 @@ async fn run_leg<S: Endpoint, T: Endpoint>(
                     );
                     tl.bulk = false;
                     tl.stats.bulk = false;
-                    match move_changes(source, target, plan, tl, ChangeKind::Delete, snapshot, opts, report).await {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == ErrorKind::ForeignKeyViolation => deferred.push(i),
-                        Err(e) => return Err(e),
+                    if move_deletes(source, target, plan, tl, snapshot, opts, report).await? {
+                        deferred.push(i);
                     }
                 }
                 Err(e) => return Err(e),
@@ -485,6 +478,28 @@ async fn run_leg<S: Endpoint, T: Endpoint>(
         report.tables.push(tl.stats);
     }
     Ok(total)
+}
+
+/// Moves a table's deletes; `true` when a foreign key refused them, for the
+/// caller to retry after the upserts (when the children have moved on).
+#[allow(clippy::too_many_arguments)]
+async fn move_deletes<S: Endpoint, T: Endpoint>(
+    source: &S,
+    target: &T,
+    plan: &LegPlan<'_>,
+    tl: &mut TableLeg<'_>,
+    snapshot: Version,
+    opts: &SessionOptions<'_>,
+    report: &mut SessionReport,
+) -> Result<bool, SessionError> {
+    match move_changes(source, target, plan, tl, ChangeKind::Delete, snapshot, opts, report).await {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == ErrorKind::ForeignKeyViolation => {
+            tracing::debug!(table = %tl.table.schema.name, "Deletes refused by a foreign key; retrying after the upserts.");
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn side_name(receiver: Side, source: bool) -> &'static str {

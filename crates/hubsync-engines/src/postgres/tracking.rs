@@ -567,19 +567,11 @@ pub(crate) async fn deprovision(pool: &PgPool, tables: &[TableName]) -> Result<V
                 dropped.push(function.clone());
             }
         }
-        if hubsync_table_exists(&mut tx, &names.log).await? {
-            query(format!("DROP TABLE IF EXISTS {}", names.qualified_log()))
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx(format_args!("dropping `{}`", names.log)))?;
+        if drop_relation(&mut tx, "TABLE", &names.log).await? {
             dropped.push(names.log.clone());
         }
-        if hubsync_table_exists(&mut tx, &names.table).await? {
-            // The version index goes with its table.
-            query(format!("DROP TABLE IF EXISTS {}", names.qualified_table()))
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx(format_args!("dropping `{}`", names.table)))?;
+        // The version index goes with its table.
+        if drop_relation(&mut tx, "TABLE", &names.table).await? {
             dropped.push(names.table.clone());
             dropped.push(names.index.clone());
         }
@@ -601,26 +593,29 @@ pub(crate) async fn deprovision(pool: &PgPool, tables: &[TableName]) -> Result<V
     .and_then(|row| row.try_get(0))
     .map_err(ctx("looking for remaining tracking tables"))?;
     if remaining == 0 {
-        for name in SHARED_TABLES {
-            if hubsync_table_exists(&mut tx, name).await? {
-                query(format!("DROP TABLE IF EXISTS {}", in_hubsync(name)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(ctx(format_args!("dropping `{name}`")))?;
+        let shared = SHARED_TABLES.iter().map(|name| ("TABLE", *name)).chain([("SEQUENCE", SEQUENCE)]);
+        for (kind, name) in shared {
+            if drop_relation(&mut tx, kind, name).await? {
                 dropped.push(format!("{HUBSYNC_SCHEMA}.{name}"));
             }
-        }
-        if hubsync_table_exists(&mut tx, SEQUENCE).await? {
-            query(format!("DROP SEQUENCE IF EXISTS {}", in_hubsync(SEQUENCE)))
-                .execute(&mut *tx)
-                .await
-                .map_err(ctx("dropping hubsync's sequence"))?;
-            dropped.push(format!("{HUBSYNC_SCHEMA}.{SEQUENCE}"));
         }
         drop_schema_if_empty(&mut tx, &mut dropped).await?;
     }
     tx.commit().await.map_err(ctx("deprovisioning"))?;
     Ok(dropped)
+}
+
+/// Drops a table or sequence of schema `hubsync` if it exists; returns
+/// whether it did.
+async fn drop_relation(conn: &mut PgConnection, kind: &str, name: &str) -> Result<bool, EndpointError> {
+    if !hubsync_table_exists(conn, name).await? {
+        return Ok(false);
+    }
+    query(format!("DROP {kind} IF EXISTS {}", in_hubsync(name)))
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx(format_args!("dropping `{name}`")))?;
+    Ok(true)
 }
 
 /// Drops the `hubsync` schema when nothing is left in it (anything a user put
