@@ -7,6 +7,7 @@
 //! through `hubsync_engines::connect`.
 
 pub mod api;
+pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod runner;

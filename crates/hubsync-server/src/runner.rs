@@ -1,16 +1,11 @@
 //! Running one sync group once: open the hub, resolve the sync schema,
 //! provision what is missing, sync the members (up to a limit in parallel),
 //! and record states, logs, conflicts, history and metrics in the store.
-//!
-//! Also the one-off database work the API asks for: refreshing a hub's or a
-//! member's schema, deprovisioning a member, testing a connection.
 
 use std::path::PathBuf;
 
 use hubsync_core::Cancel;
 
-use crate::model::DatabaseSchema;
-use crate::spec::{DatabaseSpec, GroupSpec, MemberSpec};
 use crate::store::{MetaStore, StoredGroup};
 
 /// Members of one group synced at the same time unless configured.
@@ -53,30 +48,5 @@ impl Runner {
     pub async fn run_group(&self, group: &StoredGroup, cancel: &Cancel) -> RunSummary {
         let _ = (group, cancel, &self.store, &self.base_dir, self.parallel_members);
         todo!("runner")
-    }
-
-    /// Introspects every table of the hub.
-    pub async fn refresh_hub_schema(&self, group: &GroupSpec) -> Result<DatabaseSchema, String> {
-        let _ = group;
-        todo!()
-    }
-
-    /// Introspects every table of a member.
-    pub async fn refresh_member_schema(&self, member: &MemberSpec) -> Result<DatabaseSchema, String> {
-        let _ = member;
-        todo!()
-    }
-
-    /// Removes hubsync's objects for the group's tables from a member.
-    pub async fn deprovision_member(&self, group: &GroupSpec, member: &MemberSpec) -> Result<Vec<String>, String> {
-        let _ = (group, member);
-        todo!()
-    }
-
-    /// Opens the database and runs a trivial query; the error says exactly
-    /// what failed (for the portal's "test connection").
-    pub async fn test_connection(&self, database: &DatabaseSpec) -> Result<(), String> {
-        let _ = database;
-        todo!()
     }
 }
