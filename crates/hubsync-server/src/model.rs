@@ -403,3 +403,10 @@ pub struct List<T> {
     /// The resources.
     pub value: Vec<T>,
 }
+
+/// The answer of `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthStatus {
+    /// `ok` while the server answers.
+    pub status: String,
+}
