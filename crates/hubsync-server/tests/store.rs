@@ -300,6 +300,7 @@ on_both_backends!(members_and_statuses_need_an_existing_group);
 
 async fn passwords_need_the_secret_key(t: &Target) {
     let keyless = t.open(None).await;
+    assert!(!keyless.stores_passwords().await.unwrap());
     let err = keyless.put_group(&group("locked", Some("pw"))).await.unwrap_err();
     assert!(matches!(err, StoreError::SecretKeyMissing), "{err}");
     assert!(err.to_string().contains("HUBSYNC_SECRET_KEY"));
@@ -309,8 +310,13 @@ async fn passwords_need_the_secret_key(t: &Target) {
     assert_eq!(keyless.put_group(&group("open", None)).await.unwrap(), PutOutcome::Created);
     assert!(keyless.get_group("open").await.unwrap().is_some(), "no password, no key needed");
     assert!(matches!(keyless.put_member(&member("open", "m", Some("pw"))).await, Err(StoreError::SecretKeyMissing)));
+    assert!(!keyless.stores_passwords().await.unwrap());
+    t.store.put_member(&member("open", "m", Some("pw"))).await.unwrap();
+    assert!(keyless.stores_passwords().await.unwrap(), "a member's password counts");
+    assert!(t.store.delete_member("open", "m").await.unwrap());
 
     t.store.put_group(&group("locked", Some("pw"))).await.unwrap();
+    assert!(keyless.stores_passwords().await.unwrap(), "a hub password counts");
     assert!(matches!(keyless.get_group("locked").await, Err(StoreError::SecretKeyMissing)));
     assert!(matches!(keyless.list_groups().await, Err(StoreError::SecretKeyMissing)));
 

@@ -249,6 +249,20 @@ impl MetaStore {
         text.flatten().map(|t| from_json("member schema", &t)).transpose()
     }
 
+    /// Whether any group or member has a stored password, so that a server
+    /// started without a secret key can say so at start rather than at the
+    /// first sync.
+    pub async fn stores_passwords(&self) -> Result<bool, StoreError> {
+        let found = sqlx::query(
+            "select name from hubsync_groups where hub_password is not null
+             union all select name from hubsync_members where password is not null limit 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("looking for stored passwords"))?;
+        Ok(found.is_some())
+    }
+
     fn group_from_row(&self, row: &AnyRow, doing: &str) -> Result<StoredGroup, StoreError> {
         let (spec, password, state, last_sync_time): (String, Option<String>, String, Option<i64>) =
             (get(row, 0, doing)?, get(row, 1, doing)?, get(row, 2, doing)?, get(row, 3, doing)?);

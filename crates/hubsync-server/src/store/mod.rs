@@ -240,6 +240,10 @@ enum Backend {
 /// another) before failing with "database is locked".
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 30_000;
 
+/// How long to wait for a connection (the pool retries meanwhile) before
+/// reporting the store unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The metadata store. Cheap to clone (a pool).
 #[derive(Debug, Clone)]
 pub struct MetaStore {
@@ -277,7 +281,7 @@ impl MetaStore {
             }),
             Backend::Postgres => AnyPoolOptions::new().max_connections(8),
         };
-        let pool = options.connect(&connect_url).await.map_err(open_error)?;
+        let pool = options.acquire_timeout(ACQUIRE_TIMEOUT).connect(&connect_url).await.map_err(open_error)?;
         if backend == Backend::Sqlite {
             // WAL lets readers run beside the writer; the mode is stored in
             // the file, so setting it once per open is enough.
