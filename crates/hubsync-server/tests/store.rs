@@ -615,3 +615,75 @@ async fn an_unreachable_store_is_reported_without_its_password() {
     let missing_dir = format!("sqlite://{}", dir.path().join("no/such/dir/meta.db").display());
     assert!(matches!(MetaStore::open(&missing_dir, None).await, Err(StoreError::Open { .. })));
 }
+
+/// Set in the child process of the cross-process test: the store to write.
+const CHILD_STORE_ENV: &str = "HUBSYNC_TEST_CHILD_STORE";
+/// The child's secret key.
+const CHILD_KEY_ENV: &str = "HUBSYNC_TEST_CHILD_KEY";
+/// Groups each process writes, and leases both race for.
+const CROSS_PROCESS_ROUNDS: usize = 25;
+
+/// One side of the cross-process test: writes groups named after `who` and
+/// races for the `shared-N` leases, logging each lease it wins to the `wins`
+/// group. After its first group it waits for the other side's, so the two
+/// really write at the same time.
+async fn write_and_race(store: &MetaStore, who: &str, other: &str) -> Vec<bool> {
+    let mut won = Vec::new();
+    for i in 0..CROSS_PROCESS_ROUNDS {
+        let name = format!("{who}-{i}");
+        assert_eq!(store.put_group(&group(&name, Some("pw"))).await.unwrap(), PutOutcome::Created);
+        if i == 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while store.get_group(&format!("{other}-0")).await.unwrap().is_none() {
+                assert!(std::time::Instant::now() < deadline, "{who}: {other} never started writing");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        store.put_member(&member(&name, "m", Some("pw"))).await.unwrap();
+        let got = store.try_lease(&format!("shared-{i}"), who, Duration::from_secs(300)).await.unwrap();
+        if got {
+            store.append_log("wins", &log(i as i64, LogType::Success, &format!("{who} {i}"))).await.unwrap();
+        }
+        won.push(got);
+    }
+    won
+}
+
+/// The child process's part; does nothing in an ordinary test run.
+#[tokio::test]
+async fn child_process_writes_the_store_it_is_given() {
+    let (Ok(url), Ok(key)) = (std::env::var(CHILD_STORE_ENV), std::env::var(CHILD_KEY_ENV)) else { return };
+    let store = MetaStore::open(&url, Some(SecretKey::parse(&key, CHILD_KEY_ENV).unwrap())).await.unwrap();
+    write_and_race(&store, "child", "parent").await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn two_processes_share_one_sqlite_file_without_locking_errors_or_double_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("two-processes.db").display());
+    let key_text = SecretKey::generate();
+    let store = MetaStore::open(&url, Some(SecretKey::parse(&key_text, "test").unwrap())).await.unwrap();
+
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_process_writes_the_store_it_is_given", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_STORE_ENV, &url)
+        .env(CHILD_KEY_ENV, &key_text)
+        .output();
+    let (won, child) = tokio::join!(write_and_race(&store, "parent", "child"), child);
+    let child = child.unwrap();
+    let child_output = format!("{}{}", String::from_utf8_lossy(&child.stdout), String::from_utf8_lossy(&child.stderr));
+    assert!(child.status.success(), "the child failed:\n{child_output}");
+    assert!(child_output.contains("1 passed"), "the child ran no test:\n{child_output}");
+
+    let groups = store.list_groups().await.unwrap();
+    assert_eq!(groups.len(), 2 * CROSS_PROCESS_ROUNDS, "both processes' groups");
+    let wins: HashSet<String> =
+        store.logs("wins", &LogQuery::default()).await.unwrap().into_iter().map(|l| l.details).collect();
+    for (i, parent_won) in won.iter().enumerate() {
+        let child_won = wins.contains(&format!("child {i}"));
+        assert_eq!(wins.contains(&format!("parent {i}")), *parent_won);
+        assert!(parent_won ^ child_won, "lease shared-{i}: parent {parent_won}, child {child_won}");
+    }
+    store.close().await;
+}

@@ -289,6 +289,7 @@ impl MetaStore {
         }
         let store = MetaStore { pool, backend, key };
         store.migrate().await?;
+        tracing::info!(store = %hubsync_engines::redact_url(url), shared = store.is_shared(), "Opened the metadata store.");
         Ok(store)
     }
 
