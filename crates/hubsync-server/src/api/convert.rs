@@ -2,7 +2,7 @@
 //! service's specs ([`crate::spec`]), with the validation a resource needs
 //! before it may be stored.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hubsync_core::{ConflictPolicy, Direction, Side, TableName, Value};
@@ -28,35 +28,19 @@ pub const MAX_RETENTION_DAYS: i64 = 3650;
 /// The largest batch accepted, in rows.
 pub const MAX_BATCH_ROWS: i64 = 1_000_000;
 
-/// Microseconds since the epoch as RFC 3339 in UTC (`2026-01-02T03:04:05.000006Z`).
-pub fn rfc3339(micros: i64) -> String {
-    let at = match u64::try_from(micros) {
-        Ok(us) => UNIX_EPOCH + Duration::from_micros(us),
-        Err(_) => UNIX_EPOCH - Duration::from_micros(micros.unsigned_abs()),
-    };
-    humantime::format_rfc3339_micros(at).to_string()
-}
+pub use crate::store::time::rfc3339;
 
 /// Now as RFC 3339 in UTC.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+    let micros =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    rfc3339(micros)
 }
 
-/// Reads an RFC 3339 time in UTC (`2026-01-02T03:04:05Z`, fractions allowed)
-/// as microseconds since the epoch.
+/// Reads an RFC 3339 time query parameter as microseconds since the epoch.
 pub fn parse_time(parameter: &str, text: &str) -> Result<i64, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            code::INVALID_QUERY_PARAMETER,
-            format!("`{parameter}` is `{text}`, which is not an RFC 3339 time in UTC; write e.g. 2026-01-02T03:04:05Z"),
-        )
-    };
-    let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| bad())?;
-    let micros = match at.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_micros()).map_err(|_| bad())?,
-        Err(before) => -i64::try_from(before.duration().as_micros()).map_err(|_| bad())?,
-    };
-    Ok(micros)
+    crate::store::time::parse_rfc3339(text.trim())
+        .map_err(|why| ApiError::bad_request(code::INVALID_QUERY_PARAMETER, format!("`{parameter}`: {why}")))
 }
 
 /// An identifier in double quotes, inner quotes doubled.
