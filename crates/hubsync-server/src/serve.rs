@@ -247,8 +247,12 @@ pub async fn shutdown_signal() {
 
 /// Imports the config's groups: new ones are created, changed ones updated,
 /// equal ones left alone. Members only in the store (added over the API)
-/// are kept.
-async fn import(store: &MetaStore, groups: &[(GroupSpec, Vec<MemberSpec>)]) -> Result<(), ServeError> {
+/// are kept. Returns each group's outcome: `created`, `updated` or `unchanged`.
+async fn import(
+    store: &MetaStore,
+    groups: &[(GroupSpec, Vec<MemberSpec>)],
+) -> Result<Vec<(String, &'static str)>, ServeError> {
+    let mut outcomes = Vec::with_capacity(groups.len());
     for (group, members) in groups {
         let failed = |source| ServeError::Import { group: group.name.clone(), source };
         let group_outcome = store.put_group(group).await.map_err(failed)?;
@@ -265,8 +269,9 @@ async fn import(store: &MetaStore, groups: &[(GroupSpec, Vec<MemberSpec>)]) -> R
             (PutOutcome::Unchanged, 0) => "unchanged",
         };
         tracing::info!(group = %group.name, outcome, members = members.len(), members_changed, "Sync group imported from the config.");
+        outcomes.push((group.name.clone(), outcome));
     }
-    Ok(())
+    Ok(outcomes)
 }
 
 /// Reads the TLS files, with errors that name the file at fault.
@@ -313,6 +318,52 @@ mod tests {
         let (a, b) = (owner_id(), owner_id());
         assert_ne!(a, b);
         assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
+    }
+
+    #[tokio::test]
+    async fn importing_twice_leaves_equal_groups_alone_and_updates_changed_ones() {
+        use crate::model::DatabaseType;
+        use crate::spec::{DatabaseSpec, Schedule};
+        use hubsync_core::{ConflictPolicy, Direction};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let store = MetaStore::open(&url, None).await.unwrap();
+        let db = |name: &str| DatabaseSpec {
+            database_type: DatabaseType::Sqlite,
+            server_name: String::new(),
+            database_name: dir.path().join(name).display().to_string(),
+            user_name: String::new(),
+            password: None,
+        };
+        let group = GroupSpec {
+            name: "g".into(),
+            hub: db("hub.db"),
+            policy: ConflictPolicy::HubWin,
+            schedule: Schedule::EverySeconds(60),
+            batch_rows: 100,
+            tables: vec![],
+            conflict_logging: false,
+            conflict_retention_days: 30,
+        };
+        let member = MemberSpec {
+            group: "g".into(),
+            name: "m".into(),
+            database: db("m.db"),
+            direction: Direction::Bidirectional,
+        };
+        let config = vec![(group.clone(), vec![member.clone()])];
+        assert_eq!(import(&store, &config).await.unwrap(), [("g".to_string(), "created")]);
+        assert_eq!(import(&store, &config).await.unwrap(), [("g".to_string(), "unchanged")]);
+        let changed_member = MemberSpec { direction: Direction::OneWayHubToMember, ..member.clone() };
+        let config = vec![(group.clone(), vec![changed_member])];
+        assert_eq!(import(&store, &config).await.unwrap(), [("g".to_string(), "updated")]);
+        let changed_group = GroupSpec { schedule: Schedule::Manual, ..group };
+        let config = vec![(changed_group, vec![])];
+        assert_eq!(import(&store, &config).await.unwrap(), [("g".to_string(), "updated")]);
+        // A member the config does not name (added over the API) is kept.
+        assert!(store.get_member("g", "m").await.unwrap().is_some());
+        assert_eq!(store.get_group("g").await.unwrap().unwrap().spec.schedule, Schedule::Manual);
     }
 
     #[tokio::test]

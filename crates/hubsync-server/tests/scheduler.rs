@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use hubsync_core::now_micros;
-use hubsync_server::MetaStore;
-use hubsync_server::model::{LogType, SyncGroupState, SyncMemberState};
+use hubsync_server::model::{DatabaseType, LogType, SyncGroupState, SyncMemberState};
 use hubsync_server::store::LogQuery;
+use hubsync_server::{DatabaseSpec, MetaStore};
 use hubsync_server::{Schedule, metrics};
 use sched::*;
 
@@ -176,15 +176,26 @@ async fn a_cancelled_initial_sync_stops_between_batches_and_the_next_run_moves_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_member_does_not_stop_the_others_or_the_scheduler() {
+async fn failing_members_do_not_stop_the_others_or_the_scheduler_and_their_errors_never_show_a_password() {
+    const PASSWORD: &str = "hunter2-never-logged";
     let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(dir.path()).await;
+    let store = sqlite_store_with_key(dir.path()).await;
     let hub = Db::with_items(&dir.path().join("hub.db"), 10).await;
     let good = Db::open(&dir.path().join("good.db")).await;
     let group = group_spec("partly-broken", &hub.path, Schedule::Manual, 1000);
+    // Nothing listens on port 1: the connection is refused at once.
+    let mut locked = member_spec(&group.name, "locked", &dir.path().join("unused.db"));
+    locked.database = DatabaseSpec {
+        database_type: DatabaseType::PostgreSql,
+        server_name: "127.0.0.1:1".into(),
+        database_name: "nowhere".into(),
+        user_name: "bob".into(),
+        password: Some(PASSWORD.into()),
+    };
     let members = [
         member_spec(&group.name, "bad", &dir.path().join("no/such/dir/bad.db")),
         member_spec(&group.name, "good", &good.path),
+        locked,
     ];
     put(&store, &group, &members).await;
     let scheduler = start(&store, dir.path(), "solo", None);
@@ -195,22 +206,24 @@ async fn a_failing_member_does_not_stop_the_others_or_the_scheduler() {
         wait_run(&store, &group.name, n).await;
         assert_eq!(group_state(&store, &group.name).await, SyncGroupState::Error);
         assert_eq!(stored_member(&store, &group.name, "good").await.status.state, SyncMemberState::SyncSucceeded);
-        let bad = stored_member(&store, &group.name, "bad").await.status;
-        assert_eq!(bad.state, SyncMemberState::SyncFailed);
-        let error = bad.last_error.unwrap();
-        assert!(error.contains("opening the member database") && error.contains("bad.db"), "{error}");
+        for (name, names) in [("bad", "bad.db"), ("locked", "nowhere")] {
+            let status = stored_member(&store, &group.name, name).await.status;
+            assert_eq!(status.state, SyncMemberState::SyncFailed);
+            let error = status.last_error.unwrap();
+            assert!(error.contains("opening the member database") && error.contains(names), "{error}");
+            assert!(!error.contains(PASSWORD), "{error}");
+        }
     }
     scheduler.shutdown().await;
     assert_eq!(good.count().await, 10);
 
     let logs = store.logs(&group.name, &LogQuery { limit: 100, ..LogQuery::default() }).await.unwrap();
     let errors: Vec<_> = logs.iter().filter(|l| l.log_type == LogType::Error).collect();
-    assert_eq!(errors.len(), 2, "{logs:#?}");
-    assert!(errors.iter().all(|l| l.source == "bad" && l.operation_status == "Failed"), "{errors:#?}");
-    assert!(
-        errors.iter().all(|l| l.details.contains("opening the member database") && l.details.contains("bad.db")),
-        "{errors:#?}"
-    );
+    assert_eq!(errors.len(), 4, "{logs:#?}");
+    assert!(errors.iter().all(|l| ["bad", "locked"].contains(&l.source.as_str())), "{errors:#?}");
+    assert!(errors.iter().all(|l| l.operation_status == "Failed"), "{errors:#?}");
+    assert!(errors.iter().all(|l| l.details.contains("opening the member database")), "{errors:#?}");
+    assert!(logs.iter().all(|l| !l.details.contains(PASSWORD)), "{logs:#?}");
     let good_ok = logs.iter().filter(|l| l.log_type == LogType::Success && l.source == "good").count();
     assert_eq!(good_ok, 2, "{logs:#?}");
 }
@@ -257,10 +270,13 @@ async fn two_schedulers_share_a_group(store_url: &str, dir: &std::path::Path) {
         runs(&store_b, &group.name).await.into_iter().find(|r| r.records.iter().all(|m| m.outcome == "Succeeded"))
     })
     .await;
-    // A renewed its lease at most a third of the ttl before it died.
-    let waited = takeover.start - killed_at;
+    // A died mid-run, leaving no history: every run there is B's. A renewed
+    // its lease at most a third of the ttl before it died, so B's first run
+    // (whatever its outcome) must wait at least two thirds of it.
+    let first = runs(&store_b, &group.name).await.remove(0);
+    let waited = first.start - killed_at;
     assert!(waited >= (ttl.as_micros() as i64) / 2, "B started {waited} µs after A died, before A's lease expired");
-    assert!(waited < 30_000_000, "B took {waited} µs to take over");
+    assert!(takeover.start - killed_at < 30_000_000, "B took {} µs to take over", takeover.start - killed_at);
     assert_eq!(hub.id_stats().await, (ROWS, 1, ROWS), "nothing lost, nothing doubled");
 
     // A comes back as a new process; both now share the group's runs.

@@ -16,7 +16,7 @@ use hubsync_server::model::DatabaseType;
 use hubsync_server::runner::Runner;
 use hubsync_server::scheduler::{Scheduler, Wake};
 use hubsync_server::store::{RunRecord, StoredGroup, StoredMember};
-use hubsync_server::{DatabaseSpec, GroupSpec, MemberSpec, MetaStore, Schedule, TableSpec};
+use hubsync_server::{DatabaseSpec, GroupSpec, MemberSpec, MetaStore, Schedule, SecretKey, TableSpec};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::watch;
@@ -148,6 +148,12 @@ pub fn member_spec(group: &str, name: &str, path: &Path) -> MemberSpec {
 /// Opens a SQLite metadata store in `dir`.
 pub async fn sqlite_store(dir: &Path) -> MetaStore {
     MetaStore::open(&format!("sqlite://{}", dir.join("meta.db").display()), None).await.unwrap()
+}
+
+/// Opens a SQLite metadata store in `dir` that can keep passwords.
+pub async fn sqlite_store_with_key(dir: &Path) -> MetaStore {
+    let key = SecretKey::parse(&SecretKey::generate(), "the test").unwrap();
+    MetaStore::open(&format!("sqlite://{}", dir.join("meta.db").display()), Some(key)).await.unwrap()
 }
 
 /// Stores a group and its members.
