@@ -45,6 +45,9 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often the seconds-since-last-success gauges are refreshed.
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often an unreachable store is reported.
+const STORE_WARNING_EVERY: Duration = Duration::from_secs(30);
+
 /// How often the metrics recorder drains its histograms.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -99,6 +102,7 @@ struct Book {
     /// Groups requested during their run here: they run again at once.
     pending: HashSet<String>,
     last_gauges: Option<Instant>,
+    store_warned: Option<Instant>,
     last_upkeep: Option<Instant>,
 }
 
@@ -161,7 +165,11 @@ impl Scheduler {
         let groups = match self.store.list_groups().await {
             Ok(groups) => groups,
             Err(e) => {
-                tracing::warn!(error = %e, "Cannot read the sync groups; retrying at the next tick.");
+                // Said once in a while, not four times a second while the store is down.
+                if book.store_warned.is_none_or(|t| t.elapsed() >= STORE_WARNING_EVERY) {
+                    book.store_warned = Some(Instant::now());
+                    tracing::warn!(error = %e, "Cannot read the sync groups; retrying every tick.");
+                }
                 return;
             }
         };
