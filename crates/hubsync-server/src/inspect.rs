@@ -15,7 +15,11 @@ pub async fn refresh_schema(database: &DatabaseSpec, base_dir: &Path) -> Result<
 
 /// Removes hubsync's objects for the group's tables from a member; returns
 /// the names of the objects removed.
-pub async fn deprovision_member(group: &GroupSpec, member: &MemberSpec, base_dir: &Path) -> Result<Vec<String>, String> {
+pub async fn deprovision_member(
+    group: &GroupSpec,
+    member: &MemberSpec,
+    base_dir: &Path,
+) -> Result<Vec<String>, String> {
     let _ = (group, member, base_dir);
     todo!()
 }

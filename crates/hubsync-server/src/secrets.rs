@@ -14,7 +14,9 @@ pub const SECRET_KEY_ENV: &str = "HUBSYNC_SECRET_KEY";
 #[non_exhaustive]
 pub enum SecretError {
     /// The key text is not 32 bytes in base64 or hex.
-    #[error("the secret key from {source_name} is not 32 bytes written in base64 (44 characters) or hex (64 characters); generate one with `hubsync secret-key`")]
+    #[error(
+        "the secret key from {source_name} is not 32 bytes written in base64 (44 characters) or hex (64 characters); generate one with `hubsync secret-key`"
+    )]
     BadKey {
         /// Where it came from (`HUBSYNC_SECRET_KEY`, the file's path).
         source_name: String,

@@ -222,15 +222,19 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
         return Err(format!("the {what} name is empty; give 1 to {MAX_NAME_LEN} characters"));
     }
     if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!("the {what} name is {} characters long; at most {MAX_NAME_LEN} are allowed", name.chars().count()));
-    }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
         return Err(format!(
-            "the {what} name `{name}` contains `{c}`; use only letters, digits, `-`, `_` and `.`"
+            "the {what} name is {} characters long; at most {MAX_NAME_LEN} are allowed",
+            name.chars().count()
         ));
     }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        return Err(format!("the {what} name `{name}` contains `{c}`; use only letters, digits, `-`, `_` and `.`"));
+    }
     if name.starts_with(['.', '-']) {
-        return Err(format!("the {what} name `{name}` starts with `{}`; start it with a letter, a digit or `_`", &name[..1]));
+        return Err(format!(
+            "the {what} name `{name}` starts with `{}`; start it with a letter, a digit or `_`",
+            &name[..1]
+        ));
     }
     if name == hubsync_core::HUB_ORIGIN {
         return Err(format!("`{name}` is reserved (it names the hub in tracking tables); choose another {what} name"));

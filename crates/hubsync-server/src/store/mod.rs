@@ -20,7 +20,9 @@ use crate::spec::{GroupSpec, MemberSpec};
 #[non_exhaustive]
 pub enum StoreError {
     /// The store could not be opened or created.
-    #[error("cannot open the metadata store {url}: {source}. Check --metadata (a sqlite:// path in a writable directory, or a postgres:// URL of a reachable database)")]
+    #[error(
+        "cannot open the metadata store {url}: {source}. Check --metadata (a sqlite:// path in a writable directory, or a postgres:// URL of a reachable database)"
+    )]
     Open {
         /// The store's URL, without its password.
         url: String,
@@ -38,7 +40,9 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     /// A password must be stored or read but no secret key is configured.
-    #[error("a database password must be stored encrypted, but no secret key is set: set HUBSYNC_SECRET_KEY (a random key: `hubsync secret-key`) or pass --secret-key-file")]
+    #[error(
+        "a database password must be stored encrypted, but no secret key is set: set HUBSYNC_SECRET_KEY (a random key: `hubsync secret-key`) or pass --secret-key-file"
+    )]
     SecretKeyMissing,
     /// A stored password could not be decrypted with the configured key.
     #[error("a stored password cannot be decrypted with the configured secret key (was the key changed?): {0}")]
