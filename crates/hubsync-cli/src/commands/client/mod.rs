@@ -80,7 +80,9 @@ pub struct Client {
 impl Client {
     /// A client for the server `--server` names.
     pub fn new(args: &ApiArgs) -> anyhow::Result<Client> {
-        let mut base = Url::parse(&args.server).with_context(|| {
+        // `--server host:port` is what people type; http is then meant.
+        let written = if args.server.contains("://") { args.server.clone() } else { format!("http://{}", args.server) };
+        let mut base = Url::parse(&written).with_context(|| {
             format!("--server `{}` is not a URL; write it like {DEFAULT_SERVER} (or https://host:port)", args.server)
         })?;
         if !matches!(base.scheme(), "http" | "https") {
