@@ -101,32 +101,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         import,
         parallel_members: args.parallel_members,
     };
-    let server = pending::start(options).await?;
+    let server = pending::Server::start(options).await?;
     tracing::info!(
         url = %format!("{scheme}://{}", server.local_addr()),
         metadata = %hubsync_engines::redact_url(&metadata_url),
         imported_groups = groups,
         "Serving the hubsync API; stop with Ctrl-C or SIGTERM."
     );
-    tokio::select! {
-        () = pending::shutdown_signal() => {}
-        result = server.stopped() => {
-            // The server only stops by itself when it fails.
-            result?;
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    tracing::info!("Shutting down: no new syncs start, and the batches in flight commit first.");
-    // A second Ctrl-C means "now": the watermarks are committed with each
-    // batch, so quitting mid-batch loses nothing.
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Quitting at once; the next start resumes from the last committed batch.");
-            std::process::exit(130);
-        }
-    });
-    server.shutdown().await?;
-    tracing::info!("Stopped.");
+    let signal = async {
+        pending::shutdown_signal().await;
+        tracing::info!("Shutting down: no new syncs start, and the batches in flight commit first.");
+        // A second Ctrl-C means "now": the watermarks are committed with each
+        // batch, so quitting mid-batch loses nothing.
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("Quitting at once; the next start resumes from the last committed batch.");
+                std::process::exit(130);
+            }
+        });
+    };
+    server.run_until(signal).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,6 +131,18 @@ mod pending {
     use std::net::SocketAddr;
 
     use hubsync_server::ServeOptions;
+
+    /// Starts the server.
+    #[derive(Debug)]
+    pub struct Server;
+
+    impl Server {
+        /// Starts the server.
+        pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
+            let _ = (&options.metadata_url, &options.import, &options.tls, options.parallel_members, &options.base_dir);
+            anyhow::bail!("`hubsync serve` is not built into this binary yet")
+        }
+    }
 
     /// A running server.
     #[derive(Debug)]
@@ -150,21 +156,11 @@ mod pending {
             self.listen
         }
 
-        /// Resolves when the server stopped by itself.
-        pub async fn stopped(&self) -> anyhow::Result<()> {
-            std::future::pending().await
-        }
-
-        /// Stops taking work, lets running batches commit, and returns.
-        pub async fn shutdown(self) -> anyhow::Result<()> {
+        /// Serves until `signal`, then shuts down gracefully.
+        pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+            signal.await;
             Ok(())
         }
-    }
-
-    /// Starts the server.
-    pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
-        let _ = (&options.metadata_url, &options.import, &options.tls, options.parallel_members, &options.base_dir);
-        anyhow::bail!("`hubsync serve` is not built into this binary yet")
     }
 
     /// Resolves at Ctrl-C or SIGTERM.

@@ -81,6 +81,8 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("type", args.log_type.api_name());
+        // Pages no larger than what is shown (the API allows 1 to 1000).
+        q.append_pair("pageSize", &args.limit.clamp(1, 1000).to_string());
         if let Some(since) = args.since {
             q.append_pair("startTime", &humantime::format_rfc3339_seconds(since).to_string());
         }

@@ -74,8 +74,8 @@ pub enum MemberAction {
         /// `host` or `host:port`; leave out for SQLite.
         #[arg(long, value_name = "HOST[:PORT]")]
         server_name: Option<String>,
-        /// The database; for SQLite the file's path (relative paths are
-        /// relative to the server's config directory).
+        /// The database; for SQLite the file's path on the server (relative
+        /// paths are taken relative to the server's config file directory).
         #[arg(long, value_name = "NAME")]
         database_name: String,
         /// The user to connect as.

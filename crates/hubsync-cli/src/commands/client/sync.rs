@@ -59,7 +59,8 @@ pub async fn run(action: SyncAction) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let done = if trigger { Done::SyncFinished { last_before } } else { Done::NotRunning };
+    let continuous = before["properties"]["interval"].as_i64() == Some(0);
+    let done = if trigger { Done::SyncFinished { last_before, continuous } } else { Done::NotRunning };
     let group_now = wait(&client, group, &done, args.timeout).await?;
     let state = text(&group_now, "properties/syncState").to_string();
     if args.api.output == OutputFormat::Json {
@@ -83,10 +84,12 @@ pub async fn run(action: SyncAction) -> anyhow::Result<ExitCode> {
 #[derive(Debug)]
 enum Done {
     /// A sync ran and ended after the trigger: the group's `lastSyncTime`
-    /// moved on from what it was before, or the group was seen `Progressing`
-    /// and is no longer. (The trigger is only a request: right after it the
-    /// group may still show the previous sync's state.)
-    SyncFinished { last_before: String },
+    /// moved on from what it was before (the trigger is only a request: right
+    /// after it the group still shows the previous sync's state, and after a
+    /// crash a stale `Progressing`). A continuous group that had nothing to
+    /// do keeps its `lastSyncTime`, so for it having been seen `Progressing`
+    /// is enough.
+    SyncFinished { last_before: String, continuous: bool },
     /// No sync is running.
     NotRunning,
 }
@@ -100,8 +103,8 @@ async fn wait(client: &Client, group: &str, done: &Done, timeout: Duration) -> a
         seen_running |= running;
         let finished = !running
             && match done {
-                Done::SyncFinished { last_before } => {
-                    seen_running || text(&now, "properties/lastSyncTime") != last_before.as_str()
+                Done::SyncFinished { last_before, continuous } => {
+                    text(&now, "properties/lastSyncTime") != last_before.as_str() || (*continuous && seen_running)
                 }
                 Done::NotRunning => true,
             };
