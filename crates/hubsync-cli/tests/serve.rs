@@ -851,22 +851,35 @@ async fn the_second_of_two_servers_on_one_postgres_store_finishes_the_sync_of_a_
     let (hub, member, config) = big_group(tmp.path(), SEED, "2").await;
     let key = secret_key();
     let args = ["--config", config.as_str(), "--metadata", store.as_str()];
-    // The first server syncs the seed rows, and so holds the group's lease.
-    let mut first = Serve::start(&args, &key);
+    let first = Serve::start(&args, &key);
     wait_member_caught_up(&hub, &member, SYNC_DONE).await;
     let second = Serve::start(&args, &key);
 
     sqlite_exec(&hub, &insert_big(SEED + 1, TOTAL)).await;
     let at_kill = wait_mid_sync(&member, SEED, TOTAL).await;
-    first.kill();
-    eprintln!("killed the first server with {at_kill} of {TOTAL} rows on the member");
+    // Kill the server that is syncing: the holder of the group's lease,
+    // whose owner name carries its process id.
+    let mut meta_db = PgConnection::connect(&store).await.unwrap();
+    let holder: String = sqlx::query_scalar("SELECT owner FROM hubsync_leases WHERE group_name = 'big'")
+        .fetch_one(&mut meta_db)
+        .await
+        .unwrap();
+    meta_db.close().await.unwrap();
+    let holds = |s: &Serve| holder.contains(&format!("-{}-", s.child.id()));
+    let (mut victim, survivor) = match (holds(&first), holds(&second)) {
+        (true, false) => (first, second),
+        (false, true) => (second, first),
+        _ => panic!("the lease holder `{holder}` is neither server"),
+    };
+    victim.kill();
+    eprintln!("killed the syncing server ({holder}) with {at_kill} of {TOTAL} rows on the member");
     let took = wait_member_caught_up(&hub, &member, Duration::from_secs(180)).await;
-    eprintln!("the second server finished the sync {took:?} after the kill");
+    eprintln!("the other server finished the sync {took:?} after the kill");
     assert_eq!(sqlite_fingerprint(&member).await.0, TOTAL, "nothing lost, nothing twice");
     let token = create_token(&["--metadata", &store], "scale", true);
-    let api = Api::new(&second.url, Some(&token));
+    let api = Api::new(&survivor.url, Some(&token));
     api.wait_group_state("big", "Good").await;
 
-    drop(second);
+    drop(survivor);
     pg_drop(&mut pg, &meta).await;
 }

@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn next_links_and_bare_tokens_both_lead_to_the_next_page() {
-        let args = ApiArgs { server: "http://127.0.0.1:7400".into(), token: None, output: OutputFormat::Table };
+        let args =
+            ApiArgs { server: "http://127.0.0.1:7400".into(), token: None, ca_cert: None, output: OutputFormat::Table };
         let client = Client::new(&args).unwrap();
         let first = client.url(&["syncGroups", "g", "logs"]);
         let link = next_page(&client, &first, "/v1/syncGroups/g/logs?continuationToken=42").unwrap();

@@ -37,6 +37,10 @@ pub struct ApiArgs {
     /// The API token (`hubsync token create` makes one).
     #[arg(long, env = "HUBSYNC_TOKEN", value_name = "TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// A PEM CA certificate to trust for an https:// server whose
+    /// certificate no public CA signed (a self-signed `--tls-cert`).
+    #[arg(long, env = "HUBSYNC_CA_CERT", value_name = "FILE", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// How to print results: aligned tables for people, or the API's JSON.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
@@ -92,12 +96,18 @@ impl Client {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("hubsync-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot set up the HTTP client")?;
+            .user_agent(concat!("hubsync-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {} (--ca-cert)", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate (--ca-cert)", path.display()))?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http.build().context("cannot set up the HTTP client")?;
         let token = args.token.clone().filter(|t| !t.trim().is_empty());
         Ok(Client { http, base, token })
     }
