@@ -7,11 +7,22 @@
 //! committed with the batches they describe (DESIGN.md); the store holds only
 //! what is needed to schedule, display and audit.
 
+mod access;
+mod groups;
+mod leases;
+mod logs;
+mod migrations;
+pub mod time;
+
 use std::time::Duration;
 
 use hubsync_core::Conflict;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Transaction};
 
-use crate::model::{DatabaseSchema, ErrorDetail, LogType, Operation, SyncGroupState, SyncMemberState};
+use crate::model::{LogType, SyncGroupState, SyncMemberState};
 use crate::secrets::SecretKey;
 use crate::spec::{GroupSpec, MemberSpec};
 
@@ -47,6 +58,30 @@ pub enum StoreError {
     /// A stored password could not be decrypted with the configured key.
     #[error("a stored password cannot be decrypted with the configured secret key (was the key changed?): {0}")]
     Decrypt(String),
+    /// The group named does not exist.
+    #[error("sync group `{0}` does not exist; create it first")]
+    GroupNotFound(String),
+    /// The member named does not exist in its group.
+    #[error("sync member `{member}` does not exist in sync group `{group}`")]
+    MemberNotFound {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+    },
+    /// A value given to the store is not acceptable.
+    #[error("metadata store: {0}")]
+    Invalid(String),
+    /// The store was created or migrated by a newer hubsync.
+    #[error(
+        "the metadata store has schema version {found}, but this hubsync knows versions up to {supported}; upgrade hubsync"
+    )]
+    NewerSchema {
+        /// The store's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
     /// A stored document could not be read back.
     #[error("metadata store: stored {what} is unreadable: {detail}")]
     Corrupt {
@@ -136,7 +171,7 @@ pub struct LogQuery {
     pub log_type: Option<LogType>,
     /// Only entries with an id below this (pages go from newest to oldest).
     pub before_id: Option<i64>,
-    /// At most this many.
+    /// At most this many; `0` for no limit.
     pub limit: u32,
 }
 
@@ -193,10 +228,28 @@ pub struct TokenInfo {
     pub created_at: i64,
 }
 
+/// Which database holds the store; the SQL is shared, only the DDL and
+/// transaction start differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How long a SQLite connection waits for another writer (in this process or
+/// another) before failing with "database is locked".
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 30_000;
+
+/// How long to wait for a connection (the pool retries meanwhile) before
+/// reporting the store unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The metadata store. Cheap to clone (a pool).
 #[derive(Debug, Clone)]
 pub struct MetaStore {
-    _private: (),
+    pool: AnyPool,
+    backend: Backend,
+    key: Option<SecretKey>,
 }
 
 impl MetaStore {
@@ -205,230 +258,125 @@ impl MetaStore {
     /// without it, storing or reading a password fails with
     /// [`StoreError::SecretKeyMissing`].
     pub async fn open(url: &str, key: Option<SecretKey>) -> Result<MetaStore, StoreError> {
-        let _ = (url, key);
-        todo!("metadata store")
+        sqlx::any::install_default_drivers();
+        let open_error = |source| StoreError::Open { url: hubsync_engines::redact_url(url), source };
+        let (backend, connect_url) =
+            if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+                (Backend::Sqlite, sqlite_url(path))
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                (Backend::Postgres, url.to_string())
+            } else {
+                return Err(open_error(sqlx::Error::Configuration(
+                    "the metadata store URL must start with sqlite:// or postgres://".into(),
+                )));
+            };
+        let options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("pragma busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(8),
+        };
+        let pool = options.acquire_timeout(ACQUIRE_TIMEOUT).connect(&connect_url).await.map_err(open_error)?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the writer; the mode is stored in
+            // the file, so setting it once per open is enough.
+            sqlx::query("pragma journal_mode = wal").execute(&pool).await.map_err(open_error)?;
+        }
+        let store = MetaStore { pool, backend, key };
+        store.migrate().await?;
+        tracing::info!(store = %hubsync_engines::redact_url(url), shared = store.is_shared(), "Opened the metadata store.");
+        Ok(store)
     }
 
     /// Whether the store is PostgreSQL (and so may be shared by servers).
     pub fn is_shared(&self) -> bool {
-        todo!()
+        self.backend == Backend::Postgres
     }
 
-    /// Every group, by name.
-    pub async fn list_groups(&self) -> Result<Vec<StoredGroup>, StoreError> {
-        todo!()
+    /// Closes the store's connections (at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
-    /// One group.
-    pub async fn get_group(&self, name: &str) -> Result<Option<StoredGroup>, StoreError> {
-        let _ = name;
-        todo!()
+    /// Starts a transaction that writes. SQLite takes the write lock at once,
+    /// so a transaction that reads before it writes waits for other writers
+    /// (busy timeout) instead of failing when it upgrades its lock.
+    async fn begin(&self, doing: &str) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("begin immediate").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(query_error(doing))
     }
 
-    /// Creates or replaces a group's spec (its status is kept; a new group is
-    /// `NotReady`).
-    pub async fn put_group(&self, spec: &GroupSpec) -> Result<PutOutcome, StoreError> {
-        let _ = spec;
-        todo!()
+    /// Seals a password for storage.
+    fn seal(&self, password: Option<&str>) -> Result<Option<String>, StoreError> {
+        match password {
+            None => Ok(None),
+            Some(plain) => Ok(Some(self.key.as_ref().ok_or(StoreError::SecretKeyMissing)?.seal(plain))),
+        }
     }
 
-    /// Deletes a group with its members, logs, conflicts, history, schemas,
-    /// lease and requests. Returns whether it existed.
-    pub async fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
-        let _ = name;
-        todo!()
+    /// Opens a stored password.
+    fn unseal(&self, sealed: Option<&str>) -> Result<Option<String>, StoreError> {
+        match sealed {
+            None => Ok(None),
+            Some(sealed) => {
+                let key = self.key.as_ref().ok_or(StoreError::SecretKeyMissing)?;
+                key.open(sealed).map(Some).map_err(|e| StoreError::Decrypt(e.to_string()))
+            }
+        }
     }
+}
 
-    /// Sets a group's status.
-    pub async fn set_group_status(&self, name: &str, status: &GroupStatus) -> Result<(), StoreError> {
-        let _ = (name, status);
-        todo!()
-    }
+/// The SQLite URL sqlx opens: the path escaped, and the file created when
+/// missing.
+fn sqlite_url(path: &str) -> String {
+    const PATH: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'?').add(b'<').add(b'>');
+    format!("sqlite://{}?mode=rwc", percent_encoding::utf8_percent_encode(path, PATH))
+}
 
-    /// A group's members, by name.
-    pub async fn list_members(&self, group: &str) -> Result<Vec<StoredMember>, StoreError> {
-        let _ = group;
-        todo!()
-    }
+/// Maps a statement's error, saying what was being done.
+fn query_error(doing: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |source| StoreError::Query { doing: doing.to_string(), source }
+}
 
-    /// One member.
-    pub async fn get_member(&self, group: &str, name: &str) -> Result<Option<StoredMember>, StoreError> {
-        let _ = (group, name);
-        todo!()
-    }
+/// A document as stored.
+fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("cannot encode {what}: {e}")))
+}
 
-    /// Creates or replaces a member's spec (a new member is `UnProvisioned`).
-    /// The group must exist.
-    pub async fn put_member(&self, spec: &MemberSpec) -> Result<PutOutcome, StoreError> {
-        let _ = spec;
-        todo!()
-    }
+/// A stored document read back.
+fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { what: what.to_string(), detail: e.to_string() })
+}
 
-    /// Deletes a member (and its schema). Returns whether it existed.
-    pub async fn delete_member(&self, group: &str, name: &str) -> Result<bool, StoreError> {
-        let _ = (group, name);
-        todo!()
+/// A unit enum's name as stored (`NotReady`).
+fn enum_text<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        _ => Err(StoreError::Invalid(format!("{what} is not a name"))),
     }
+}
 
-    /// Sets a member's status.
-    pub async fn set_member_status(
-        &self,
-        group: &str,
-        name: &str,
-        status: &MemberStatusRecord,
-    ) -> Result<(), StoreError> {
-        let _ = (group, name, status);
-        todo!()
-    }
+/// A unit enum read back from its stored name.
+fn enum_from_text<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| StoreError::Corrupt { what: what.to_string(), detail: format!("`{text}`: {e}") })
+}
 
-    /// Stores the hub's schema as last refreshed.
-    pub async fn put_hub_schema(&self, group: &str, schema: &DatabaseSchema) -> Result<(), StoreError> {
-        let _ = (group, schema);
-        todo!()
-    }
+/// A page size as bound: `0` means no limit.
+fn limit_value(limit: u32) -> i64 {
+    if limit == 0 { i64::MAX } else { i64::from(limit) }
+}
 
-    /// The hub's schema as last refreshed.
-    pub async fn hub_schema(&self, group: &str) -> Result<Option<DatabaseSchema>, StoreError> {
-        let _ = group;
-        todo!()
-    }
-
-    /// Stores a member's schema as last refreshed.
-    pub async fn put_member_schema(
-        &self,
-        group: &str,
-        member: &str,
-        schema: &DatabaseSchema,
-    ) -> Result<(), StoreError> {
-        let _ = (group, member, schema);
-        todo!()
-    }
-
-    /// A member's schema as last refreshed.
-    pub async fn member_schema(&self, group: &str, member: &str) -> Result<Option<DatabaseSchema>, StoreError> {
-        let _ = (group, member);
-        todo!()
-    }
-
-    /// Appends a log entry (its `id` is ignored); returns the new id.
-    pub async fn append_log(&self, group: &str, record: &LogRecord) -> Result<i64, StoreError> {
-        let _ = (group, record);
-        todo!()
-    }
-
-    /// Log entries, newest first.
-    pub async fn logs(&self, group: &str, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
-        let _ = (group, query);
-        todo!()
-    }
-
-    /// Appends conflicts (their `id`s are ignored).
-    pub async fn append_conflicts(&self, group: &str, records: &[ConflictRecord]) -> Result<(), StoreError> {
-        let _ = (group, records);
-        todo!()
-    }
-
-    /// Logged conflicts, newest first, with ids below `before_id` when given.
-    pub async fn conflicts(
-        &self,
-        group: &str,
-        before_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<ConflictRecord>, StoreError> {
-        let _ = (group, before_id, limit);
-        todo!()
-    }
-
-    /// Deletes a group's conflicts logged before `older_than` (µs); returns how many.
-    pub async fn purge_conflicts(&self, group: &str, older_than: i64) -> Result<u64, StoreError> {
-        let _ = (group, older_than);
-        todo!()
-    }
-
-    /// Appends one member's run to the history.
-    pub async fn append_run(&self, record: &RunRecord) -> Result<(), StoreError> {
-        let _ = record;
-        todo!()
-    }
-
-    /// A group's last runs, newest first.
-    pub async fn runs(&self, group: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        let _ = (group, limit);
-        todo!()
-    }
-
-    /// Creates an API token and returns it in clear (the only time it is
-    /// seen: only its SHA-256 is stored).
-    pub async fn create_token(&self, name: &str, read_only: bool) -> Result<String, StoreError> {
-        let _ = (name, read_only);
-        todo!()
-    }
-
-    /// The token a bearer secret belongs to, if any.
-    pub async fn verify_token(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError> {
-        let _ = secret;
-        todo!()
-    }
-
-    /// Every token (without secrets).
-    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        todo!()
-    }
-
-    /// Starts a long operation; returns it (`InProgress`).
-    pub async fn create_operation(&self, name: &str) -> Result<Operation, StoreError> {
-        let _ = name;
-        todo!()
-    }
-
-    /// Ends a long operation: `Ok` succeeded, `Err` failed with that error.
-    pub async fn finish_operation(&self, id: &str, result: Result<(), ErrorDetail>) -> Result<(), StoreError> {
-        let _ = (id, result);
-        todo!()
-    }
-
-    /// One long operation.
-    pub async fn get_operation(&self, id: &str) -> Result<Option<Operation>, StoreError> {
-        let _ = id;
-        todo!()
-    }
-
-    /// Takes or renews the lease on a group for `owner` for `ttl`. Succeeds
-    /// when nobody holds it, `owner` holds it, or the holder's lease expired.
-    /// Atomic across servers sharing the store.
-    pub async fn try_lease(&self, group: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let _ = (group, owner, ttl);
-        todo!()
-    }
-
-    /// Gives up a lease held by `owner` (no-op otherwise).
-    pub async fn release_lease(&self, group: &str, owner: &str) -> Result<(), StoreError> {
-        let _ = (group, owner);
-        todo!()
-    }
-
-    /// Asks for a sync of the group now (`triggerSync`), on whichever server
-    /// holds or takes its lease.
-    pub async fn request_sync(&self, group: &str) -> Result<(), StoreError> {
-        let _ = group;
-        todo!()
-    }
-
-    /// Takes a pending sync request: `true` once per request.
-    pub async fn take_sync_request(&self, group: &str) -> Result<bool, StoreError> {
-        let _ = group;
-        todo!()
-    }
-
-    /// Asks the running sync of the group to stop between batches (`cancelSync`).
-    pub async fn request_cancel(&self, group: &str) -> Result<(), StoreError> {
-        let _ = group;
-        todo!()
-    }
-
-    /// Takes a pending cancel request: `true` once per request.
-    pub async fn take_cancel_request(&self, group: &str) -> Result<bool, StoreError> {
-        let _ = group;
-        todo!()
-    }
+/// A duration in µs, saturating.
+fn duration_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
