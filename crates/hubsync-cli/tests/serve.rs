@@ -391,11 +391,22 @@ async fn big_group(dir: &Path, seed: i64, interval: &str) -> (PathBuf, PathBuf, 
     let config = write(
         &dir.join("hubsync.toml"),
         &format!(
-            "[[group]]\nname = \"big\"\nhub = \"sqlite://hub.db\"\ninterval = {interval}\nbatch_rows = 500\ntables = [\"big\"]\n\n\
+            "[[group]]\nname = \"big\"\nhub = \"sqlite://hub.db\"\ninterval = {interval}\nbatch_rows = 1000\ntables = [\"big\"]\n\n\
              [[group.member]]\nname = \"m1\"\nurl = \"sqlite://member.db\"\n"
         ),
     );
     (hub, member, config)
+}
+
+/// Who holds the lease on group `big` in a PostgreSQL metadata store.
+async fn lease_holder(store: &str) -> Option<String> {
+    let mut c = PgConnection::connect(store).await.unwrap();
+    let owner = sqlx::query_scalar("SELECT owner FROM hubsync_leases WHERE group_name = 'big'")
+        .fetch_optional(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    owner
 }
 
 /// Inserts rows `from..=to` into `big` in one statement.
@@ -661,7 +672,7 @@ async fn a_server_killed_mid_sync_resumes_after_a_restart_with_nothing_lost_or_d
     assert!(client(&url, token, &["sync", "trigger", "big", "--wait", "--timeout", "5m"]).status.success());
     assert_eq!(sqlite_fingerprint(&member).await, sqlite_fingerprint(&hub).await, "the initial sync is complete");
 
-    // Enough changes for hundreds of 500-row batches.
+    // Enough changes for hundreds of 1000-row batches.
     sqlite_exec(&hub, &insert_big(SEED + 1, TOTAL)).await;
     assert!(client(&url, token, &["sync", "trigger", "big"]).status.success());
     let at_kill = wait_mid_sync(&member, SEED, TOTAL).await;
@@ -869,21 +880,27 @@ async fn the_second_of_two_servers_on_one_postgres_store_finishes_the_sync_of_a_
     let at_kill = wait_mid_sync(&member, SEED, TOTAL).await;
     // Kill the server that is syncing: the holder of the group's lease,
     // whose owner name carries its process id.
-    let mut meta_db = PgConnection::connect(&store).await.unwrap();
-    let holder: String = sqlx::query_scalar("SELECT owner FROM hubsync_leases WHERE group_name = 'big'")
-        .fetch_one(&mut meta_db)
-        .await
-        .unwrap();
-    meta_db.close().await.unwrap();
-    let holds = |s: &Serve| holder.contains(&format!("-{}-", s.child.id()));
-    let (mut victim, survivor) = match (holds(&first), holds(&second)) {
+    let holder = lease_holder(&store).await.expect("the syncing server holds the group's lease");
+    let holds = |s: &Serve, holder: &str| holder.contains(&format!("-{}-", s.child.id()));
+    let (mut victim, survivor) = match (holds(&first, &holder), holds(&second, &holder)) {
         (true, false) => (first, second),
         (false, true) => (second, first),
         _ => panic!("the lease holder `{holder}` is neither server"),
     };
     victim.kill();
     eprintln!("killed the syncing server ({holder}) with {at_kill} of {TOTAL} rows on the member");
-    let took = wait_member_caught_up(&hub, &member, Duration::from_secs(180)).await;
+    // The issue's promise: another server picks the group up within 30 s (the
+    // lease lasts 10 s); twice that allows for a loaded machine.
+    let killed = Instant::now();
+    loop {
+        if lease_holder(&store).await.is_some_and(|h| holds(&survivor, &h)) {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(60), "no server took the group over:\n{}", survivor.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("the other server took the group over {:?} after the kill", killed.elapsed());
+    let took = wait_member_caught_up(&hub, &member, SYNC_DONE).await;
     eprintln!("the other server finished the sync {took:?} after the kill");
     assert_eq!(sqlite_fingerprint(&member).await.0, TOTAL, "nothing lost, nothing twice");
     let token = create_token(&["--metadata", &store], "scale", true);
