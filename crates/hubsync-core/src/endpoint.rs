@@ -182,6 +182,15 @@ pub trait Endpoint: Send + Sync {
     /// The engine's name: `sqlite`, `postgres` or `mysql`.
     fn engine(&self) -> &'static str;
 
+    /// Every user table of the database, sorted by name: hubsync's own objects
+    /// (the `hubsync` schema on PostgreSQL, `hubsync_*` tables elsewhere) and
+    /// the engine's catalogs are left out. Names are qualified where the
+    /// engine has schemas and the table is outside the default one
+    /// (PostgreSQL: `sales.orders`, but `orders` for `public.orders`), so each
+    /// can be passed to [`Endpoint::introspect`] as it is. For listing a
+    /// database's tables to choose a sync schema from.
+    fn list_tables(&self) -> impl Future<Output = Result<Vec<TableName>, EndpointError>> + Send;
+
     /// Reads a table's schema, or `None` when the table does not exist.
     fn introspect(&self, table: &TableName) -> impl Future<Output = Result<Option<TableSchema>, EndpointError>> + Send;
 

@@ -90,6 +90,9 @@ impl<E: Endpoint> Endpoint for FaultyEndpoint<E> {
     fn engine(&self) -> &'static str {
         self.inner.engine()
     }
+    async fn list_tables(&self) -> Result<Vec<TableName>, EndpointError> {
+        self.inner.list_tables().await
+    }
     async fn introspect(&self, table: &TableName) -> Result<Option<TableSchema>, EndpointError> {
         self.inner.introspect(table).await
     }

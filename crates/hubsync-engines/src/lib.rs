@@ -122,6 +122,10 @@ impl Endpoint for AnyEndpoint {
         dispatch!(self, e => e.engine())
     }
 
+    async fn list_tables(&self) -> Result<Vec<TableName>, EndpointError> {
+        dispatch!(self, e => e.list_tables().await)
+    }
+
     async fn introspect(&self, table: &TableName) -> Result<Option<TableSchema>, EndpointError> {
         dispatch!(self, e => e.introspect(table).await)
     }

@@ -518,3 +518,18 @@ async fn a_database_on_the_same_server_is_copied_inside_the_server() {
     hub.finish().await;
     member.finish().await;
 }
+
+#[tokio::test]
+async fn list_tables_names_the_databases_tables_without_hubsync_objects() {
+    let Some(d) = db().await else { return };
+    d.exec("CREATE TABLE b (id BIGINT PRIMARY KEY, v TEXT)").await;
+    d.exec("CREATE TABLE `a t` (id BIGINT)").await;
+    d.exec("CREATE VIEW v AS SELECT 1 AS x").await;
+    let b = d.schema("b").await;
+    d.ep.provision(&b).await.unwrap();
+    let hubsync_tables = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+                          AND TABLE_NAME LIKE 'hubsync\\_%'";
+    assert!(d.ints(hubsync_tables).await[0] > 0);
+    assert_eq!(d.ep.list_tables().await.unwrap(), [TableName::new("a t"), TableName::new("b")]);
+    d.finish().await;
+}

@@ -479,3 +479,29 @@ async fn deprovision_removes_every_hubsync_object_and_nothing_else() {
     assert!(d.ep.introspect(&name).await.unwrap().is_some());
     d.finish().await;
 }
+
+#[tokio::test]
+async fn list_tables_qualifies_other_schemas_and_leaves_out_hubsync_objects() {
+    let Some(d) = db("listtables").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY)"#).await;
+    d.exec(r#"CREATE SCHEMA "sales"; CREATE TABLE "sales"."my.orders" ("id" int)"#).await;
+    d.exec(r#"CREATE TABLE "p" ("id" int) PARTITION BY RANGE ("id"); CREATE TABLE "p1" PARTITION OF "p" FOR VALUES FROM (0) TO (10)"#)
+        .await;
+    d.exec(r#"CREATE VIEW "v" AS SELECT 1"#).await;
+    let t = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&t).await.unwrap();
+    let tables = d.ep.list_tables().await.unwrap();
+    assert_eq!(
+        tables,
+        [
+            TableName::new("p"),
+            TableName::new("t"),
+            TableName { schema: Some("sales".into()), name: "my.orders".into() }
+        ]
+    );
+    // Each listed name introspects as it is.
+    for table in &tables {
+        assert!(d.ep.introspect(table).await.unwrap().is_some(), "{table}");
+    }
+    d.finish().await;
+}

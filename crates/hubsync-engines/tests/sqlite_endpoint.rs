@@ -812,3 +812,18 @@ async fn provisioning_again_changes_the_schema_only_when_the_selection_changed()
     d.exec("UPDATE t SET b = 'z' WHERE id = 1").await;
     assert_eq!(d.tracking("t").await, before, "an update of an unselected column is not a change");
 }
+
+#[tokio::test]
+async fn list_tables_names_user_tables_and_leaves_out_hubsync_objects() {
+    let d = db().await;
+    d.exec(ITEMS).await;
+    d.exec(
+        "CREATE TABLE \"other t\" (k TEXT PRIMARY KEY); CREATE TABLE Hubsync_mine (x INT); CREATE VIEW v AS SELECT 1",
+    )
+    .await;
+    let items = d.schema("items", None).await;
+    d.ep.provision(&items).await.unwrap();
+    assert!(d.master().await.iter().any(|o| o.starts_with("table hubsync_")));
+    let names: Vec<String> = d.ep.list_tables().await.unwrap().iter().map(|t| t.to_string()).collect();
+    assert_eq!(names, ["Hubsync_mine", "items", "other t"]);
+}

@@ -8,6 +8,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Never serializes a write-only field. A `skip_serializing_if` that is
+/// always true, rather than `skip_serializing`, because utoipa leaves a
+/// `skip_serializing` field out of the OpenAPI document, which must declare
+/// the password (as `writeOnly`) for clients to send it.
+fn write_only<T>(_: &T) -> bool {
+    true
+}
+
 /// The engine of a database, as the API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum DatabaseType {
@@ -74,7 +82,8 @@ pub enum SyncMemberState {
 }
 
 /// How to reach a database. The password is write-only: accepted on PUT and
-/// PATCH, never returned (responses leave it out).
+/// PATCH, never returned (responses leave it out). A PATCH without it keeps
+/// the stored one; so does a PUT, when engine, server and user are unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatabaseConnection {
@@ -89,7 +98,7 @@ pub struct DatabaseConnection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
     /// The password (write-only).
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "write_only")]
     #[schema(write_only)]
     pub password: Option<String>,
 }
@@ -201,7 +210,7 @@ pub struct SyncMemberProperties {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
     /// The password (write-only: never returned).
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "write_only")]
     #[schema(write_only)]
     pub password: Option<String>,
     /// Which way changes flow.
@@ -402,4 +411,11 @@ pub struct ErrorResponse {
 pub struct List<T> {
     /// The resources.
     pub value: Vec<T>,
+}
+
+/// The answer of `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthStatus {
+    /// `ok` while the server answers.
+    pub status: String,
 }

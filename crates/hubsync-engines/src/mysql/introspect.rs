@@ -111,6 +111,28 @@ pub(crate) fn key_kinds(table: &TableSchema, kinds: &[ColKind]) -> Vec<ColKind> 
     table.key_positions().into_iter().map(|p| kinds[p]).collect()
 }
 
+/// Every base table of the endpoint's database, by name, without hubsync's
+/// `hubsync_*` tables (compared byte for byte, as hubsync names its objects
+/// in lower case). Names are unqualified: the database is the URL's.
+pub(crate) async fn list_tables(pool: &MySqlPool, home: &str) -> Result<Vec<TableName>, EndpointError> {
+    let rows = query(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' \
+         AND BINARY LEFT(TABLE_NAME, 8) <> BINARY 'hubsync_'",
+    )
+    .bind(home.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(ctx("listing the tables"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // information_schema reports names as binary strings on some servers.
+        let bytes: Vec<u8> = row.try_get_unchecked(0).map_err(ctx("listing the tables"))?;
+        out.push(TableName::new(String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Reads a table's schema, or `None` when it does not exist.
 pub(crate) async fn introspect(
     pool: &MySqlPool,

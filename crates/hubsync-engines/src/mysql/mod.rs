@@ -136,6 +136,10 @@ impl Endpoint for MySqlEndpoint {
         "mysql"
     }
 
+    async fn list_tables(&self) -> Result<Vec<TableName>, EndpointError> {
+        introspect::list_tables(&self.pool, &self.database).await
+    }
+
     async fn introspect(&self, table: &TableName) -> Result<Option<TableSchema>, EndpointError> {
         introspect::introspect(&self.pool, &self.database, table).await
     }

@@ -6,7 +6,7 @@ use hubsync_core::{Column, EndpointError, ErrorKind, ForeignKey, Index, SchemaEr
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::dialect::{DEFAULT_SCHEMA, canonical_type, column_type, qualified, quote_ident, schema_of};
+use super::dialect::{DEFAULT_SCHEMA, HUBSYNC_SCHEMA, canonical_type, column_type, qualified, quote_ident, schema_of};
 use super::errors::ctx;
 use super::query;
 use super::values::LocalColumn;
@@ -120,6 +120,31 @@ pub(crate) async fn shape(conn: &mut PgConnection, table: &TableSchema) -> Resul
 pub(crate) fn missing(table: &TableName) -> EndpointError {
     EndpointError::new(ErrorKind::TableMissing, format!("table `{table}` does not exist"))
         .with_hint("create the table, or check the table name and its schema")
+}
+
+/// Every user table (plain and partitioned, not partitions) outside the
+/// catalogs and hubsync's own schema, by schema and name. Tables of `public`
+/// are named without a schema, like foreign keys' referenced tables, so the
+/// same table compares equal across engines.
+pub(crate) async fn list_tables(pool: &PgPool) -> Result<Vec<TableName>, EndpointError> {
+    let rows = query(
+        "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname <> $1 \
+         AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2",
+    )
+    .bind(HUBSYNC_SCHEMA)
+    .fetch_all(pool)
+    .await
+    .map_err(ctx("listing the tables"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let schema: String = row.try_get(0).map_err(ctx("listing the tables"))?;
+        let name: String = row.try_get(1).map_err(ctx("listing the tables"))?;
+        out.push(TableName { schema: (schema != DEFAULT_SCHEMA).then_some(schema), name });
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Reads a table's schema, or `None` when it does not exist.

@@ -10,6 +10,23 @@ use super::errors::ctx;
 use super::query;
 use super::tracking::table_exists;
 
+/// Every user table of the `main` database, by name: SQLite's own
+/// `sqlite_*` tables and hubsync's `hubsync_*` tables are left out (compared
+/// case-sensitively, as hubsync names its objects in lower case).
+pub(crate) async fn list_tables(pool: &SqlitePool) -> Result<Vec<TableName>, EndpointError> {
+    let rows = query(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' \
+         AND substr(name, 1, 7) <> 'sqlite_' AND substr(name, 1, 8) <> 'hubsync_' ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(ctx("listing the tables"))?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map(TableName::new))
+        .collect::<Result<_, _>>()
+        .map_err(ctx("listing the tables"))
+}
+
 /// Reads a table's schema, or `None` when it does not exist.
 pub(crate) async fn introspect(pool: &SqlitePool, table: &TableName) -> Result<Option<TableSchema>, EndpointError> {
     check_schema(table)?;

@@ -126,6 +126,10 @@ impl Endpoint for SqliteEndpoint {
         "sqlite"
     }
 
+    async fn list_tables(&self) -> Result<Vec<TableName>, EndpointError> {
+        introspect::list_tables(&self.pool).await
+    }
+
     async fn introspect(&self, table: &TableName) -> Result<Option<TableSchema>, EndpointError> {
         introspect::introspect(&self.pool, table).await
     }
