@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hubsync_server::runner::DEFAULT_PARALLEL_MEMBERS;
-use hubsync_server::serve::{DEFAULT_LISTEN, TlsFiles};
-use hubsync_server::{SecretKey, ServeOptions};
+use hubsync_server::serve::{DEFAULT_LISTEN, TlsFiles, shutdown_signal};
+use hubsync_server::{SecretKey, ServeOptions, Server};
 
 use crate::config::Config;
 
@@ -101,7 +101,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         import,
         parallel_members: args.parallel_members,
     };
-    let server = pending::Server::start(options).await?;
+    let server = Server::start(options).await?;
     tracing::info!(
         url = %format!("{scheme}://{}", server.local_addr()),
         metadata = %hubsync_engines::redact_url(&metadata_url),
@@ -109,7 +109,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "Serving the hubsync API; stop with Ctrl-C or SIGTERM."
     );
     let signal = async {
-        pending::shutdown_signal().await;
+        shutdown_signal().await;
         tracing::info!("Shutting down: no new syncs start, and the batches in flight commit first.");
         // A second Ctrl-C means "now": the watermarks are committed with each
         // batch, so quitting mid-batch loses nothing.
@@ -122,49 +122,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     server.run_until(signal).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Stand-in for `hubsync_server::Server::start`, `RunningServer` and
-/// `serve::shutdown_signal`, which are being written in another branch; this
-/// module goes when they are merged.
-mod pending {
-    use std::net::SocketAddr;
-
-    use hubsync_server::ServeOptions;
-
-    /// Starts the server.
-    #[derive(Debug)]
-    pub struct Server;
-
-    impl Server {
-        /// Starts the server.
-        pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
-            let _ = (&options.metadata_url, &options.import, &options.tls, options.parallel_members, &options.base_dir);
-            anyhow::bail!("`hubsync serve` is not built into this binary yet")
-        }
-    }
-
-    /// A running server.
-    #[derive(Debug)]
-    pub struct RunningServer {
-        listen: SocketAddr,
-    }
-
-    impl RunningServer {
-        /// Where it listens.
-        pub fn local_addr(&self) -> SocketAddr {
-            self.listen
-        }
-
-        /// Serves until `signal`, then shuts down gracefully.
-        pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-            signal.await;
-            Ok(())
-        }
-    }
-
-    /// Resolves at Ctrl-C or SIGTERM.
-    pub async fn shutdown_signal() {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
