@@ -108,7 +108,8 @@ pub struct BenchOptions {
     /// Which engines to measure: `sqlite` (files), `postgres` (PostgreSQL →
     /// PostgreSQL, against COPY, logical replication and pgbench), `mysql`
     /// (MariaDB → MariaDB, and PostgreSQL → MariaDB when PostgreSQL is
-    /// reachable, against multi-row INSERTs), or `all`.
+    /// reachable, against multi-row INSERTs), `continuous` (`hubsync serve`
+    /// with interval 0: propagation latency and catch-up after pgbench), or `all`.
     #[arg(long, value_enum, default_value_t = EngineChoice::Sqlite)]
     pub engine: EngineChoice,
 
@@ -153,6 +154,9 @@ pub enum EngineChoice {
     Postgres,
     /// MariaDB → MariaDB and PostgreSQL → MariaDB.
     Mysql,
+    /// `hubsync serve` in continuous mode, PostgreSQL → PostgreSQL: commit-to-member
+    /// latency and catch-up after pgbench.
+    Continuous,
     /// All of the above, one after the other.
     All,
 }
@@ -213,6 +217,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
             println!();
         }
         outcomes.extend(server::run_mysql(&opts, sizes, &work.path).await?);
+    }
+    if matches!(opts.engine, EngineChoice::Continuous | EngineChoice::All) {
+        if opts.engine == EngineChoice::All {
+            println!();
+        }
+        outcomes.extend(server::continuous::run(&opts, &work.path, sizes.updated.max(1)).await?);
     }
     let missed = outcomes.iter().filter(|o| **o == Outcome::Miss).count();
     if opts.fail_on_miss && missed > 0 {

@@ -25,6 +25,7 @@
 //! fresh `hubsync` process, so its peak RSS is its own.
 
 mod child;
+pub(crate) mod continuous;
 mod my;
 mod pg;
 mod pgbench;
