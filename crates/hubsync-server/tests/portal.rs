@@ -20,6 +20,7 @@ const MEMBER_PASSWORD: &str = "member-pw-Kd27y";
 
 struct Portal {
     base: String,
+    wake: Wake,
     store: MetaStore,
     dir: tempfile::TempDir,
     write_token: String,
@@ -34,9 +35,10 @@ impl Portal {
         let store = MetaStore::open(&url, Some(key)).await.unwrap();
         let write_token = store.create_token("alice", false).await.unwrap();
         let read_token = store.create_token("auditor", true).await.unwrap();
+        let wake = Wake::default();
         let state = ApiState {
             store: store.clone(),
-            wake: Wake::default(),
+            wake: wake.clone(),
             base_dir: dir.path().to_path_buf(),
             metrics: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle(),
         };
@@ -44,7 +46,7 @@ impl Portal {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = hubsync_server::portal::router(state);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Portal { base, store, dir, write_token, read_token }
+        Portal { base, wake, store, dir, write_token, read_token }
     }
 
     fn url(&self, path: &str) -> String {
@@ -522,6 +524,288 @@ async fn no_page_references_another_host() {
     for (path, body) in every_page(&portal, &client).await {
         for absolute in ["http://", "https://", "src=\"//", "href=\"//", "url(//"] {
             assert!(!body.contains(absolute), "{path} references `{absolute}`:\n{body}");
+        }
+    }
+}
+
+/// The end-to-end test in headless Chromium, driven over the WebDriver
+/// protocol by `chromedriver` (plain JSON over HTTP, so no client crate).
+mod browser {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use base64::Engine as _;
+    use hubsync_server::runner::Runner;
+    use hubsync_server::scheduler::Scheduler;
+    use serde_json::{Value as Json, json};
+    use sqlx::Connection as _;
+    use sqlx::Row as _;
+
+    use super::*;
+
+    const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+    fn services_required() -> bool {
+        std::env::var_os("CI").is_some() || std::env::var_os("HUBSYNC_REQUIRE_SERVICES").is_some()
+    }
+
+    fn on_path(program: &str) -> bool {
+        std::process::Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    struct Driver {
+        http: reqwest::Client,
+        session: String,
+        process: tokio::process::Child,
+    }
+
+    impl Driver {
+        async fn start() -> Option<Driver> {
+            if !(on_path("chromium") && on_path("chromedriver")) {
+                let why = "chromium or chromedriver is not installed (apt-get install chromium chromium-driver)";
+                assert!(
+                    !services_required(),
+                    "the browser test is required (CI or HUBSYNC_REQUIRE_SERVICES is set): {why}"
+                );
+                eprintln!("SKIPPED: the portal's browser test needs headless Chromium: {why}.");
+                return None;
+            }
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let process = tokio::process::Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let http = reqwest::Client::new();
+            let root = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while http.get(format!("{root}/status")).send().await.is_err() {
+                assert!(Instant::now() < deadline, "chromedriver did not answer within 30 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let args = [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,1000",
+            ];
+            let capabilities = json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+            }}});
+            let created: Json =
+                http.post(format!("{root}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+            let id = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}"));
+            Some(Driver { http, session: format!("{root}/session/{id}"), process })
+        }
+
+        async fn try_call(&self, method: reqwest::Method, path: &str, body: &Json) -> Result<Json, Json> {
+            let url = format!("{}{path}", self.session);
+            let request = self.http.request(method, &url);
+            let request = if body.is_null() { request } else { request.json(body) };
+            let answer: Json = request.send().await.unwrap().json().await.unwrap();
+            if answer["value"].get("error").is_some() { Err(answer) } else { Ok(answer["value"].clone()) }
+        }
+
+        async fn call(&self, method: reqwest::Method, path: &str, body: Json) -> Json {
+            self.try_call(method, path, &body).await.unwrap_or_else(|e| panic!("{path}: {e}"))
+        }
+
+        async fn goto(&self, url: &str) {
+            self.call(reqwest::Method::POST, "/url", json!({"url": url})).await;
+        }
+
+        /// Finds the element and acts on it; while a page is still loading
+        /// the element may be missing or stale, so that is retried.
+        async fn act(&self, xpath: &str, actions: &[(&str, Json)]) -> String {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let attempt = async {
+                    let found = self
+                        .try_call(reqwest::Method::POST, "/element", &json!({"using": "xpath", "value": xpath}))
+                        .await?;
+                    let element = found[ELEMENT].as_str().unwrap_or_default().to_string();
+                    for (action, body) in actions {
+                        self.try_call(reqwest::Method::POST, &format!("/element/{element}/{action}"), body).await?;
+                    }
+                    Ok::<String, Json>(element)
+                };
+                match attempt.await {
+                    Ok(element) => return element,
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "{xpath}: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+
+        async fn find(&self, xpath: &str) -> String {
+            self.act(xpath, &[]).await
+        }
+
+        async fn click(&self, xpath: &str) {
+            self.act(xpath, &[("click", json!({}))]).await;
+        }
+
+        async fn type_into(&self, id: &str, text: &str) {
+            self.act(&format!("//*[@id='{id}']"), &[("clear", json!({})), ("value", json!({"text": text}))]).await;
+        }
+
+        async fn script(&self, script: &str) -> Json {
+            self.call(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await
+        }
+
+        async fn path(&self) -> String {
+            let url = self.call(reqwest::Method::GET, "/url", Json::Null).await;
+            url::Url::parse(url.as_str().unwrap()).unwrap().path().to_string()
+        }
+
+        /// Waits for the browser to arrive at a page whose path ends with `end`.
+        async fn wait_path(&self, end: &str) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let path = self.path().await;
+                if path.ends_with(end) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "the browser is at {path}, not at …{end}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        async fn screenshot(&self, name: &str) {
+            let shot = self.call(reqwest::Method::GET, "/screenshot", Json::Null).await;
+            let png = base64::engine::general_purpose::STANDARD.decode(shot.as_str().unwrap()).unwrap();
+            let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+            std::fs::write(&file, png).unwrap();
+            eprintln!("Screenshot: {}", file.display());
+        }
+
+        /// Every address the current page loaded (itself, styles, scripts,
+        /// fetches) must be on `origin`.
+        async fn assert_only(&self, origin: &str) {
+            let loaded = self
+                .script("return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));")
+                .await;
+            for url in loaded.as_array().unwrap() {
+                let url = url.as_str().unwrap();
+                assert!(url.starts_with(origin), "the portal requested {url}, which is not on {origin}");
+            }
+        }
+
+        async fn stop(mut self) {
+            let _ = self.http.delete(&self.session).send().await;
+            let _ = self.process.kill().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_person_signs_in_creates_a_group_syncs_it_and_sees_it_good() {
+        let Some(driver) = Driver::start().await else { return };
+        let portal = Portal::start().await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let runner = Runner::new(portal.store.clone(), portal.dir.path().to_path_buf(), 4);
+        let scheduler = Scheduler::new(portal.store.clone(), runner, "browser-test".into(), portal.wake.clone());
+        let scheduler = tokio::spawn(scheduler.run(stopped));
+        let hub = portal.path("hub.db");
+        sqlite_file(
+            &hub,
+            "create table items (id integer primary key, name text, note text);
+             insert into items values (1, 'apple', 'secret'), (2, 'pear', 'secret');
+             create table loose (a text);",
+        )
+        .await;
+        for member in ["m1.db", "m2.db"] {
+            sqlite_file(&portal.path(member), "select 1").await;
+        }
+        let origin = portal.url("/");
+        let origin = origin.trim_end_matches('/');
+
+        driver.goto(&portal.url("/portal/groups")).await;
+        driver.wait_path("/portal/signin").await;
+        driver.type_into("token", "wrong").await;
+        driver.click("//button[text()='Sign in']").await;
+        assert!(driver.find("//*[@id='token-error']").await.len() > 1, "a wrong token shows a message");
+        driver.type_into("token", &portal.write_token).await;
+        driver.click("//button[text()='Sign in']").await;
+        driver.wait_path("/portal/groups").await;
+        driver.assert_only(origin).await;
+
+        driver.click("//main//a[text()='Create a sync group']").await;
+        driver.type_into("name", "shop").await;
+        driver.type_into("hub_database", &hub).await;
+        driver.click("//select[@id='schedule']/option[@value='manual']").await;
+        driver.click("//button[@value='next']").await;
+        driver.wait_path("/members").await;
+        for (name, direction) in [("m1", "Bidirectional"), ("m2", "OneWayHubToMember")] {
+            driver.type_into("member_name", name).await;
+            driver.type_into("member_database", &portal.path(&format!("{name}.db"))).await;
+            driver.click(&format!("//select[@id='direction']/option[@value='{direction}']")).await;
+            driver.click("//button[@value='test']").await;
+            driver.find("//p[contains(., 'Connection test passed')]").await;
+            driver.click("//button[@value='add']").await;
+        }
+        driver.click("//button[@value='next']").await;
+        driver.wait_path("/tables").await;
+        driver.find("//fieldset[.//code[text()='loose']]//input[@name='table' and @disabled]").await;
+        driver.click("//fieldset[.//code[text()='items']]//input[@name='table']").await;
+        driver.click("//fieldset[.//code[text()='items']]//li[.//code[text()='note']]/input").await;
+        driver.click("//button[@value='create']").await;
+        driver.wait_path("/portal/groups/shop").await;
+
+        driver.click("//button[text()='Sync now']").await;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let state = driver.script("return document.querySelector('.state-line').textContent;").await;
+            if state.as_str().unwrap_or_default().contains("Good") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the group did not reach Good within 5 minutes: {state}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        driver.assert_only(origin).await;
+        driver.screenshot("portal-group-page.png").await;
+        // A phone's width: the page reflows instead of scrolling sideways.
+        driver.call(reqwest::Method::POST, "/window/rect", json!({"width": 390, "height": 900})).await;
+        let fits = driver.script("return document.documentElement.scrollWidth <= window.innerWidth + 1;").await;
+        driver.screenshot("portal-group-page-390px.png").await;
+        assert_eq!(fits, Json::Bool(true), "the group page is wider than 390 px");
+        driver.stop().await;
+        let _ = stop.send(true);
+        let _ = scheduler.await;
+
+        for member in ["m1.db", "m2.db"] {
+            let url = format!("sqlite://{}", portal.path(member));
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let rows: Vec<(i64, String)> = sqlx::query("select id, name from items order by id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            assert_eq!(rows, [(1, "apple".to_string()), (2, "pear".to_string())], "{member}");
+            let columns: Vec<String> = sqlx::query("select name from pragma_table_info('items')")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(!columns.contains(&"note".to_string()), "the unticked column is not synced: {columns:?}");
         }
     }
 }
