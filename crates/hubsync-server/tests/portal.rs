@@ -44,7 +44,8 @@ impl Portal {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = hubsync_server::portal::router(state);
+        // Mounted as `serve` mounts it: merged into the API's router.
+        let app = hubsync_server::api::router(state.clone()).merge(hubsync_server::portal::router(state));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Portal { base, wake, store, dir, write_token, read_token }
     }
@@ -240,6 +241,19 @@ async fn a_read_only_session_sees_no_buttons_and_cannot_trigger_a_sync() {
 }
 
 #[tokio::test]
+async fn the_portal_sits_beside_the_api_without_taking_its_routes() {
+    let portal = Portal::start().await;
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(portal.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(client.get(portal.url("/v1/syncGroups")).send().await.unwrap().status().as_u16(), 401);
+    let (status, path, _) = get(&client, &portal.url("/")).await;
+    assert_eq!((status, path.as_str()), (200, "/portal/signin"), "the root leads to the portal's sign-in");
+    let (status, _, body) = get(&client, &portal.url("/portal/nothing/here")).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("There is no portal page"));
+}
+
+#[tokio::test]
 async fn a_post_from_another_site_is_refused() {
     let portal = Portal::start().await;
     stored_group(&portal, "sales").await;
@@ -407,6 +421,10 @@ async fn the_create_flow_writes_the_group_its_members_and_the_chosen_columns() {
     let (_, url, tables) = post(&client, &members, &[("action", "next")]).await;
     assert!(url.ends_with("/tables"), "{url}");
     assert!(tables.contains("Not selectable") && tables.contains("no primary key"), "{tables}");
+    let loose = tables.split("<code>loose</code>").nth(1).unwrap();
+    assert!(!loose.contains(" checked"), "a table without a key offers nothing ticked: {loose}");
+    let items = tables.split("<code>items</code>").nth(1).unwrap().split("</fieldset>").next().unwrap();
+    assert_eq!(items.matches(" checked").count(), 3, "every column is ticked by default: {items}");
     let (t, name_column) = choice(&tables, "items", "name");
     assert!(tables.contains("primary key, always synced"));
 
@@ -763,6 +781,7 @@ mod browser {
         driver.find("//fieldset[.//code[text()='loose']]//input[@name='table' and @disabled]").await;
         driver.click("//fieldset[.//code[text()='items']]//input[@name='table']").await;
         driver.click("//fieldset[.//code[text()='items']]//li[.//code[text()='note']]/input").await;
+        driver.screenshot("portal-new-tables.png").await;
         driver.click("//button[@value='create']").await;
         driver.wait_path("/portal/groups/shop").await;
 

@@ -634,10 +634,11 @@ fn tables_page(
             } else {
                 None
             };
+            let selectable = reason.is_none();
             TableChoice {
                 index: ti,
                 name: table.name.clone(),
-                checked: reason.is_none() && selection.tables.contains(&ti),
+                checked: selectable && selection.tables.contains(&ti),
                 reason,
                 columns: table
                     .columns
@@ -648,7 +649,9 @@ fn tables_page(
                         name: c.name.clone(),
                         data_type: c.data_type.clone(),
                         key: c.is_primary_key,
-                        checked: c.is_primary_key || !selection.submitted || selection.columns.contains(&(ti, ci)),
+                        // A table that cannot be synced shows its columns unticked.
+                        checked: selectable
+                            && (c.is_primary_key || !selection.submitted || selection.columns.contains(&(ti, ci))),
                     })
                     .collect(),
             }

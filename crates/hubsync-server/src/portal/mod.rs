@@ -60,7 +60,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/portal/new/{draft}", get(create::basics_form).post(create::basics_submit))
         .route("/portal/new/{draft}/members", get(create::members_form).post(create::members_submit))
         .route("/portal/new/{draft}/tables", get(create::tables_form).post(create::tables_submit))
-        .fallback(not_found)
+        // Not a fallback: the API's router has one, and axum cannot merge two.
+        .route("/portal/{*rest}", get(not_found))
         .layer(axum::middleware::from_fn(same_origin_writes))
         .with_state(state)
 }
