@@ -13,6 +13,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use hubsync_core::{ConflictPolicy, Direction, TableName, TableSelection};
+use hubsync_server::spec::{DEFAULT_CONFLICT_RETENTION_DAYS, check_name};
+use hubsync_server::{DatabaseSpec, GroupSpec, MemberSpec, Schedule, TableSpec};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -252,6 +254,89 @@ impl Config {
             // Report in file order, as an editor would walk through them.
             v.problems.sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
             Err(ConfigError::Invalid(v.problems))
+        }
+    }
+}
+
+// ---- What `hubsync serve` imports --------------------------------------------
+
+/// A group as `hubsync serve` imports it: the group's spec and its members'.
+pub type GroupImport = (GroupSpec, Vec<MemberSpec>);
+
+impl Config {
+    /// The groups as the service keeps them, for `hubsync serve --config`.
+    /// Relative SQLite paths are made absolute against the config's directory,
+    /// so the server finds them whatever its working directory. Names the
+    /// service refuses (it puts them in URLs and metric labels) are reported
+    /// with their line, every one at once.
+    pub fn to_specs(&self) -> Result<Vec<GroupImport>, ConfigError> {
+        let base_dir = std::path::absolute(&self.base_dir).unwrap_or_else(|_| self.base_dir.clone());
+        let mut problems = Vec::new();
+        let mut out = Vec::new();
+        for g in &self.groups {
+            match g.to_spec(&base_dir) {
+                Ok(spec) => out.push(spec),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if problems.is_empty() { Ok(out) } else { Err(ConfigError::Invalid(problems)) }
+    }
+}
+
+impl Group {
+    /// This group and its members as the service keeps them.
+    pub fn to_spec(&self, base_dir: &Path) -> Result<GroupImport, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem =
+            |location: &Location, message: String| problems.push(Problem { location: Some(location.clone()), message });
+        if let Err(e) = check_name("sync group", &self.name) {
+            problem(&self.location, format!("{e} (the service puts group names in URLs)"));
+        }
+        let hub = DatabaseSpec::from_url(&self.hub.expanded, base_dir).map_err(|e| problem(&self.hub.location, e)).ok();
+        let mut members = Vec::new();
+        for m in &self.members {
+            if let Err(e) = check_name("sync member", &m.name) {
+                problem(&m.location, format!("{e} (the service puts member names in URLs)"));
+            }
+            match DatabaseSpec::from_url(&m.url.expanded, base_dir) {
+                Ok(database) => members.push(MemberSpec {
+                    group: self.name.clone(),
+                    name: m.name.clone(),
+                    database,
+                    direction: m.direction,
+                }),
+                Err(e) => problem(&m.url.location, e),
+            }
+        }
+        let schedule = match self.interval {
+            Interval::Manual => Schedule::Manual,
+            Interval::Continuous => Schedule::Continuous,
+            Interval::Every(d) => Schedule::EverySeconds(d.as_secs().max(1)),
+        };
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| TableSpec {
+                name: t.selection.name.clone(),
+                columns: t.selection.columns.clone(),
+                policy: t.selection.policy,
+            })
+            .collect();
+        match hub {
+            Some(hub) if problems.is_empty() => Ok((
+                GroupSpec {
+                    name: self.name.clone(),
+                    hub,
+                    policy: self.policy,
+                    schedule,
+                    batch_rows: self.batch_rows,
+                    tables,
+                    conflict_logging: false,
+                    conflict_retention_days: DEFAULT_CONFLICT_RETENTION_DAYS,
+                },
+                members,
+            )),
+            _ => Err(problems),
         }
     }
 }
@@ -895,5 +980,44 @@ url = "sqlite://store2.db"
             assert!(e.contains("30s") || e.contains("continuous"), "{bad}: {e}");
         }
         assert_eq!(Interval::Every(Duration::from_secs(300)).to_string(), "every 5m");
+    }
+
+    #[test]
+    fn groups_convert_to_the_services_specs() {
+        let c = parse(&GOOD.replace("sqlite://store2.db", "postgres://bob:p%40ss@db.local:6543/shop")).unwrap();
+        let specs = c.to_specs().unwrap();
+        let (g, members) = &specs[0];
+        assert_eq!(g.name, "sales");
+        assert_eq!(g.policy, ConflictPolicy::LastWriterWins);
+        assert_eq!(g.schedule, Schedule::EverySeconds(300));
+        assert_eq!(g.batch_rows, 500);
+        assert_eq!(g.tables.len(), 3);
+        assert_eq!(g.tables[2].columns.as_deref(), Some(&["id".to_string(), "name".into(), "price".into()][..]));
+        assert_eq!(g.tables[2].policy, Some(ConflictPolicy::MemberWin));
+        let hub_path = Path::new(&g.hub.database_name);
+        assert!(hub_path.is_absolute() && hub_path.ends_with("conf/hub.db"), "{hub_path:?}");
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].group, "sales");
+        assert_eq!(members[0].direction, Direction::OneWayHubToMember);
+        assert_eq!(members[1].database.server_name, "db.local:6543");
+        assert_eq!(members[1].database.password.as_deref(), Some("p@ss"));
+    }
+
+    #[test]
+    fn intervals_convert_to_schedules() {
+        let schedule = |interval: &str| {
+            let c = parse(&GOOD.replace("\"5m\"", interval)).unwrap();
+            c.to_specs().unwrap()[0].0.schedule
+        };
+        assert_eq!(schedule("-1"), Schedule::Manual);
+        assert_eq!(schedule("0"), Schedule::Continuous);
+        assert_eq!(schedule("\"90s\""), Schedule::EverySeconds(90));
+    }
+
+    #[test]
+    fn names_the_service_refuses_are_reported_with_their_line() {
+        let c = parse(&GOOD.replace("\"store2\"", "\"store two\"")).unwrap();
+        let e = c.to_specs().unwrap_err().to_string();
+        assert!(e.contains("conf/hubsync.toml:20:1") && e.contains("store two"), "{e}");
     }
 }

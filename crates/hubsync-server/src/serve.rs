@@ -366,6 +366,118 @@ mod tests {
         assert_eq!(store.get_group("g").await.unwrap().unwrap().spec.schedule, Schedule::Manual);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_started_server_serves_the_api_runs_a_triggered_sync_and_shuts_down_cleanly() {
+        use crate::model::{DatabaseType, SyncGroupState};
+        use crate::spec::{DatabaseSpec, Schedule, TableSpec};
+        use hubsync_core::{ConflictPolicy, Direction, TableName};
+
+        let dir = tempfile::tempdir().unwrap();
+        let hub_path = dir.path().join("hub.db");
+        let hub = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", hub_path.display())).await.unwrap();
+        sqlx::query("create table items (id integer primary key, v text)").execute(&hub).await.unwrap();
+        sqlx::query("insert into items values (1, 'one'), (2, 'two')").execute(&hub).await.unwrap();
+        let db = |path: &Path| DatabaseSpec {
+            database_type: DatabaseType::Sqlite,
+            server_name: String::new(),
+            database_name: path.display().to_string(),
+            user_name: String::new(),
+            password: None,
+        };
+        let group = GroupSpec {
+            name: "served".into(),
+            hub: db(&hub_path),
+            policy: ConflictPolicy::HubWin,
+            schedule: Schedule::Manual,
+            batch_rows: 100,
+            tables: vec![TableSpec { name: TableName::new("items"), columns: None, policy: None }],
+            conflict_logging: false,
+            conflict_retention_days: 30,
+        };
+        let member = MemberSpec {
+            group: "served".into(),
+            name: "m1".into(),
+            database: db(&dir.path().join("m1.db")),
+            direction: Direction::Bidirectional,
+        };
+        let opts = ServeOptions { import: vec![(group, vec![member])], ..options(dir.path()) };
+        let metadata_url = opts.metadata_url.clone();
+        let server = Server::start(opts).await.unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+        let store = MetaStore::open(&metadata_url, None).await.unwrap();
+        let token = store.create_token("test", false).await.unwrap();
+        let http = reqwest::Client::new();
+        let base = format!("http://{addr}");
+        assert!(http.get(format!("{base}/healthz")).send().await.unwrap().status().is_success());
+        let trigger =
+            http.post(format!("{base}/v1/syncGroups/served/triggerSync")).bearer_auth(&token).send().await.unwrap();
+        assert!(trigger.status().is_success(), "{}", trigger.status());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while store.get_group("served").await.unwrap().unwrap().status.state != SyncGroupState::Good {
+            assert!(std::time::Instant::now() < deadline, "the triggered sync did not end Good");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let metrics = http.get(format!("{base}/metrics")).bearer_auth(&token).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        assert!(text.contains(r#"hubsync_syncs_succeeded_total{group="served",member="m1"} 1"#), "{text}");
+        server.shutdown().await.unwrap();
+        assert!(http.get(format!("{base}/healthz")).send().await.is_err(), "the server still answers after shutdown");
+        assert_eq!(store.runs("served", 10).await.unwrap().len(), 1);
+    }
+
+    /// A self-signed certificate for 127.0.0.1 and its key, made for this
+    /// test only (`openssl req -x509 -newkey ec ... -days 36500`).
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBmTCCAT6gAwIBAgIUad1dbgwhgIKC4n3/cCAfoZrFCEowCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwMTE4NDQxMloYDzIxMjYxMTA3
+MTg0NDEyWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAS2qh5MNJouFrf8Y5CPThdqSAwHDiwmXgoFVOjjWPwfVxu3BpwhTFpw
+E/mHyLIk8a5NVGdJ4p4YPorhzyh+3iY2o2wwajAdBgNVHQ4EFgQUXuvr0q6sg7i1
+VNrKdU5G67z3Dr4wHwYDVR0jBBgwFoAUXuvr0q6sg7i1VNrKdU5G67z3Dr4wGgYD
+VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MAwGA1UdEwEB/wQCMAAwCgYIKoZIzj0E
+AwIDSQAwRgIhANSGZroWyvSFIYEMW003mNVAtXZwpxyi42mnshaRqadiAiEAwb6f
+j9D9Tmc8orkzufNpN2VCJDgZXfg+JzvXHeSsC2w=
+-----END CERTIFICATE-----
+";
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg15wadr5cMlFPj0CA
+8QsO0/dWvN5rarUgefXM/Q4l87ChRANCAAS2qh5MNJouFrf8Y5CPThdqSAwHDiwm
+XgoFVOjjWPwfVxu3BpwhTFpwE/mHyLIk8a5NVGdJ4p4YPorhzyh+3iY2
+-----END PRIVATE KEY-----
+";
+
+    /// Options for a server on a free port with a SQLite store in `dir`.
+    fn options(dir: &Path) -> ServeOptions {
+        ServeOptions {
+            metadata_url: format!("sqlite://{}", dir.join("meta.db").display()),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            base_dir: dir.to_path_buf(),
+            secret_key: None,
+            tls: None,
+            import: vec![],
+            parallel_members: 2,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_tls_files_the_server_speaks_https_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, TEST_CERT).unwrap();
+        std::fs::write(&key, TEST_KEY).unwrap();
+        let server =
+            Server::start(ServeOptions { tls: Some(TlsFiles { cert, key }), ..options(dir.path()) }).await.unwrap();
+        let addr = server.local_addr();
+        // The certificate is self-signed: only the transport is under test.
+        let https = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        let answer = https.get(format!("https://{addr}/healthz")).send().await.unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        let plain = reqwest::Client::new().get(format!("http://{addr}/healthz")).send().await;
+        assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP must not be served");
+        server.shutdown().await.unwrap();
+    }
+
     #[tokio::test]
     async fn unreadable_tls_files_are_named_in_the_error() {
         let dir = tempfile::tempdir().unwrap();

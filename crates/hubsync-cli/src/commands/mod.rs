@@ -1,11 +1,16 @@
-//! The subcommands, and what they share: choosing groups and members from the
-//! config, opening databases, resolving the sync schema, and describing failures.
+//! The subcommands, and what the config-driven ones share: choosing groups and
+//! members from the config, opening databases, resolving the sync schema, and
+//! describing failures. `serve` and `token` run the service; `client` holds
+//! the commands that call a running server's REST API.
 
+pub mod client;
 pub mod deprovision;
 pub mod provision;
 pub mod quickstart;
+pub mod serve;
 pub mod status;
 pub mod sync;
+pub mod token;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `hubsync sync`: provision and sync the selected groups and members.
 //!
-//! [`sync_groups`] is the one sync path: `quickstart` calls it too.
+//! [`sync_groups`] is the one sync path: `quickstart` calls it too. With a
+//! subcommand (`hubsync sync trigger GROUP`) it is instead an API client of a
+//! running server (`super::client::sync`).
 
 use std::process::ExitCode;
 
@@ -18,6 +20,20 @@ use crate::report;
 /// Members of one group synced at the same time. The hub serialises writers
 /// (SQLite) or takes row locks, so more parallelism mostly adds contention.
 const PARALLEL_MEMBERS: usize = 4;
+
+/// `hubsync sync`'s arguments: a config file for a one-shot sync, or a
+/// subcommand for a server. The two forms exclude each other, so `hubsync
+/// sync --config f.toml` keeps meaning what it always meant.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SyncArgs {
+    /// The one-shot sync's config file, groups and members.
+    #[command(flatten)]
+    pub target: Target,
+    /// Start or stop a sync on a running server instead.
+    #[command(subcommand)]
+    pub action: Option<super::client::sync::SyncAction>,
+}
 
 /// What happened to one member.
 #[derive(Debug)]
