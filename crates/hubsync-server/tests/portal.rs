@@ -594,8 +594,11 @@ mod browser {
                 return None;
             }
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            // Its own process group, so that a failing test can end
+            // chromedriver and the browser it started together (see Drop).
             let process = tokio::process::Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -724,9 +727,16 @@ mod browser {
             }
         }
 
-        async fn stop(mut self) {
+        async fn stop(self) {
             let _ = self.http.delete(&self.session).send().await;
-            let _ = self.process.kill().await;
+        }
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            if let Some(pid) = self.process.id() {
+                let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+            }
         }
     }
 
