@@ -10,6 +10,7 @@ pub mod api;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
+pub mod portal;
 pub mod runner;
 pub mod scheduler;
 pub mod secrets;
