@@ -19,6 +19,6 @@ pub mod spec;
 pub mod store;
 
 pub use secrets::SecretKey;
-pub use serve::{ServeOptions, Server};
+pub use serve::{RunningServer, ServeError, ServeOptions, Server, shutdown_signal};
 pub use spec::{DatabaseSpec, GroupSpec, MemberSpec, Schedule, TableSpec};
 pub use store::{MetaStore, StoreError};

@@ -149,7 +149,8 @@ impl Server {
         let scheduler = tokio::spawn(scheduler.run(stopped));
 
         let state = ApiState { store, wake, base_dir: opts.base_dir.clone(), metrics };
-        let app = router(state).into_make_service();
+        // The portal sits beside the API: its pages sign in with the same tokens.
+        let app = router(state.clone()).merge(crate::portal::router(state)).into_make_service();
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp(listener).map_err(|source| ServeError::Bind { addr, source })?;
         let http = match tls {

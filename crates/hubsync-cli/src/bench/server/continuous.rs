@@ -68,7 +68,10 @@ async fn measure(
     pgbench::init(hub_url, scale)?;
     let accounts = scale * 100_000;
     println!("hubsync bench: continuous mode (interval 0), PostgreSQL → PostgreSQL, {}", super::report::today_utc());
-    println!("table:   {ACCOUNTS} of `pgbench -i -s {scale}` ({} rows), synced by `hubsync serve`'s scheduler", thousands(accounts));
+    println!(
+        "table:   {ACCOUNTS} of `pgbench -i -s {scale}` ({} rows), synced by `hubsync serve`'s scheduler",
+        thousands(accounts)
+    );
 
     let group = GroupSpec {
         name: "bench".into(),
@@ -177,17 +180,24 @@ async fn catch_up(
         ["-n", "-c", &clients, "-j", &clients, "-t", &per_client.to_string(), "-f", &script.display().to_string()]
             .map(String::from);
     let url = hub_url.to_string();
-    println!("Running pgbench: {} single-row updates while the service syncs…", thousands(per_client * u64::from(pgbench::CLIENTS)));
+    println!(
+        "Running pgbench: {} single-row updates while the service syncs…",
+        thousands(per_client * u64::from(pgbench::CLIENTS))
+    );
     let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(binary).args(&args).arg(&url).stdin(Stdio::null()).output()
-    })
-    .await
-    .context("waiting for pgbench")?
-    .context("running pgbench")?;
+    let output =
+        tokio::task::spawn_blocking(move || Command::new(binary).args(&args).arg(&url).stdin(Stdio::null()).output())
+            .await
+            .context("waiting for pgbench")?
+            .context("running pgbench")?;
     let ran = started.elapsed();
     let ended = Instant::now();
-    ensure!(output.status.success(), "pgbench failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    ensure!(
+        output.status.success(),
+        "pgbench failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
     wait_until_equal(hub, member).await.context("waiting for the member to catch up")?;
     Ok((ran, ended.elapsed()))
 }
