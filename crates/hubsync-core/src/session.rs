@@ -576,11 +576,10 @@ async fn move_changes<S: Endpoint, T: Endpoint>(
             }
             _ => (snapshot, None, snapshot),
         };
-        if !announced && !changes.is_empty() {
-            let pending = source.count_changes(schema, with(tl.applied, kind, after), &plan.filter).await.ok();
-            opts.observer.on_event(SessionEvent::TableStarted { leg: plan.leg, table: name, pending, bulk: false });
-            announced = true;
-        }
+        // The table is announced with its pending count once it has changes;
+        // the count (for progress only) runs beside the first batch's apply.
+        let announce = !announced && !changes.is_empty();
+        let pending_after = with(tl.applied, kind, after);
         let count = changes.len() as u64;
         let batch = ApplyBatch {
             scope: opts.scope,
@@ -609,7 +608,15 @@ async fn move_changes<S: Endpoint, T: Endpoint>(
                 None => None,
             }
         };
-        let (applied, next) = tokio::join!(retry(|| target.apply_changes(batch.clone())), read_ahead);
+        let counting = async {
+            if announce { source.count_changes(schema, pending_after, &plan.filter).await.ok() } else { None }
+        };
+        let (applied, next, pending) =
+            tokio::join!(retry(|| target.apply_changes(batch.clone())), read_ahead, counting);
+        if announce {
+            opts.observer.on_event(SessionEvent::TableStarted { leg: plan.leg, table: name, pending, bulk: false });
+            announced = true;
+        }
         let outcome: ApplyOutcome = match applied {
             Ok(outcome) => outcome,
             // A row may reference a row of the same table (or of a cycle) that

@@ -37,8 +37,14 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
     // Deferrable foreign keys are checked at COMMIT, so rows within a batch
     // (self-references, cycles) may arrive in any order.
     query("SET CONSTRAINTS ALL DEFERRED").execute(&mut *conn).await.map_err(ctx("deferring constraints"))?;
-    query("SELECT set_config('hubsync.origin', $1, true)")
+    // The origin the triggers record, and the table's own triggers set aside
+    // (see [`DIRECT_SETTING`]): this transaction writes the table's tracking
+    // rows itself, in the statements that write its rows. Both settings end
+    // with the transaction; nothing after the writes touches the table.
+    query("SELECT set_config('hubsync.origin', $1, true), set_config($2, $3::regclass::oid::text, true)")
         .bind(batch.peer.to_string())
+        .bind(DIRECT_SETTING)
+        .bind(qualified(&table.name))
         .execute(&mut *conn)
         .await
         .map_err(ctx("recording the origin"))?;
@@ -48,16 +54,33 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
         check_widths(table, &shape, batch)?;
         // Judging needs every committed local change in the tracking table.
         fold(conn, &names, shape.keys.len()).await?;
-        let keep = judge_conflicts(conn, &shape, batch, &names, &mut outcome).await?;
-        let kept: Vec<&Change> = batch.changes.iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| c).collect();
-        if !kept.is_empty() {
-            let applied = write(conn, table, &shape, &names, batch, &kept).await?;
-            if applied > 0 && batch.kind == ChangeKind::Upsert {
-                advance_sequences(conn, table, &shape).await?;
+        // One statement writes every change whose key the peer has seen last
+        // (no conflict is possible) and returns the others' local state.
+        let all: Vec<&Change> = batch.changes.iter().collect();
+        let (written, candidates) = write(conn, table, &shape, &names, batch, &all, true).await?;
+        let mut winners = Vec::new();
+        for (index, local) in &candidates {
+            match batch.judge(local, &batch.changes[*index]) {
+                Verdict::Apply => winners.push(&batch.changes[*index]),
+                Verdict::Skip => outcome.skipped += 1,
+                Verdict::Conflict { apply, conflict } => {
+                    if apply {
+                        winners.push(&batch.changes[*index]);
+                    }
+                    outcome.conflicts.push(conflict);
+                }
             }
-            outcome.applied = applied;
-            outcome.skipped += (kept.len() as u64).saturating_sub(applied);
         }
+        // The changes that won their conflict, written the same way.
+        let won =
+            if winners.is_empty() { 0 } else { write(conn, table, &shape, &names, batch, &winners, false).await?.0 };
+        let applied = written + won;
+        if applied > 0 && batch.kind == ChangeKind::Upsert {
+            advance_sequences(conn, table, &shape).await?;
+        }
+        let kept = (batch.changes.len() - candidates.len() + winners.len()) as u64;
+        outcome.applied = applied;
+        outcome.skipped += kept.saturating_sub(applied);
     }
     store_watermark(conn, batch.scope, batch.peer, &table.name, batch.kind, batch.watermark).await?;
     Ok(outcome)
@@ -85,12 +108,13 @@ fn check_widths(table: &TableSchema, shape: &Shape, batch: &ApplyBatch<'_>) -> R
     Ok(())
 }
 
-/// `unnest([$lead::int8[], ]$a::text[], ...) AS i([lead, ]c_1, ...)` over
-/// `columns`, with their parameters numbered from `first`, plus the arrays to
-/// bind. `lead` zips an int8 array (parameter `$n`, alias `name`) in front.
+/// `unnest($lead::int8[], $a::text[], ...) WITH ORDINALITY AS i(lead, c_1,
+/// ..., n)` over `columns`, with their parameters numbered from `first`, plus
+/// the arrays to bind. `lead` zips an int8 array (parameter `$n`, alias
+/// `name`) in front; `n` is each value's 1-based place in the batch.
 fn staged<'c>(
     columns: &[LocalColumn],
-    lead: Option<(&str, usize)>,
+    lead: (&str, usize),
     first: usize,
     values: impl Iterator<Item = &'c [Value]>,
     rows: usize,
@@ -104,11 +128,11 @@ fn staged<'c>(
     let mut params: Vec<String> =
         columns.iter().enumerate().map(|(i, c)| format!("${}::{}", first + i, c.array_type())).collect();
     let mut aliases: Vec<String> = (1..=columns.len()).map(|i| format!("c_{i}")).collect();
-    if let Some((name, n)) = lead {
-        params.insert(0, format!("${n}::int8[]"));
-        aliases.insert(0, name.to_string());
-    }
-    (format!("unnest({}) AS i({})", params.join(", "), aliases.join(", ")), arrays)
+    let (name, n) = lead;
+    params.insert(0, format!("${n}::int8[]"));
+    aliases.insert(0, name.to_string());
+    aliases.push("n".to_string());
+    (format!("unnest({}) WITH ORDINALITY AS i({})", params.join(", "), aliases.join(", ")), arrays)
 }
 
 /// The staged columns converted to the local types, aliased `c_1, ...`.
@@ -128,105 +152,48 @@ fn bind_arrays(mut q: PgQuery<'_>, arrays: Vec<WireArray>) -> PgQuery<'_> {
     q
 }
 
-/// Finds incoming keys whose local tracking row the peer has not seen and did
-/// not send, asks the core to judge them, and says which changes to write.
-async fn judge_conflicts(
-    conn: &mut PgConnection,
-    shape: &Shape,
-    batch: &ApplyBatch<'_>,
-    names: &TrackingNames,
-    outcome: &mut ApplyOutcome,
-) -> Result<Vec<bool>, EndpointError> {
-    let table = batch.table;
-    let mut keep = vec![true; batch.changes.len()];
-    let pks = pk_columns(shape.keys.len());
-    let seqs: Vec<i64> = (0..batch.changes.len() as i64).collect();
-    let (unnest, arrays) =
-        staged(&shape.keys, Some(("seq", 4)), 5, batch.changes.iter().map(|c| c.key.as_slice()), batch.changes.len());
-    let on_staging: Vec<String> = pks.iter().enumerate().map(|(i, pk)| format!("tr.{pk} = i.c_{}", i + 1)).collect();
-    let on_base: Vec<String> =
-        table.primary_key.iter().zip(&pks).map(|(k, pk)| format!("t.{} = tr.{pk}", quote_ident(k))).collect();
-    let base_cols: Vec<String> = shape.columns.iter().map(|c| format!(", {}", c.read_expr("t"))).collect();
-    let sql = format!(
-        "SELECT i.seq, tr.version, tr.origin, tr.deleted, tr.changed_at, t.{first} IS NOT NULL{base} \
-         FROM (SELECT i.seq, {typed} FROM {unnest}) AS i \
-         JOIN {tr} AS tr ON {on_staging} LEFT JOIN {t} AS t ON {on_base} \
-         WHERE ((NOT tr.deleted AND tr.version > $1) OR (tr.deleted AND tr.version > $2)) AND tr.origin <> $3",
-        first = quote_ident(&table.primary_key[0]),
-        base = base_cols.concat(),
-        typed = typed_columns(&shape.keys),
-        tr = names.qualified_table(),
-        on_staging = on_staging.join(" AND "),
-        t = qualified(&table.name),
-        on_base = on_base.join(" AND "),
-    );
-    let q = query(sql)
-        .bind(batch.peer_has_received.upserts)
-        .bind(batch.peer_has_received.deletes)
-        .bind(batch.peer.to_string())
-        .bind(seqs);
-    let rows = bind_arrays(q, arrays).fetch_all(&mut *conn).await.map_err(ctx("looking for conflicts"))?;
-    for row in rows {
-        let seq: i64 = row.try_get(0).map_err(ctx("reading conflicts"))?;
-        let present: bool = row.try_get(5).map_err(ctx("reading conflicts"))?;
-        let local = LocalState {
-            version: row.try_get(1).map_err(ctx("reading conflicts"))?,
-            origin: row.try_get(2).map_err(ctx("reading conflicts"))?,
-            deleted: row.try_get(3).map_err(ctx("reading conflicts"))?,
-            changed_at: row.try_get(4).map_err(ctx("reading conflicts"))?,
-            row: if present {
-                Some(read_values(&row, 6, &shape.columns).map_err(ctx("reading conflicts"))?)
-            } else {
-                None
-            },
-        };
-        let Some(index) = usize::try_from(seq).ok().filter(|s| *s < batch.changes.len()) else {
-            continue;
-        };
-        match batch.judge(&local, &batch.changes[index]) {
-            Verdict::Apply => {}
-            Verdict::Skip => {
-                outcome.skipped += 1;
-                keep[index] = false;
-            }
-            Verdict::Conflict { apply, conflict } => {
-                if !apply {
-                    keep[index] = false;
-                }
-                outcome.conflicts.push(conflict);
-            }
-        }
-    }
-    Ok(keep)
-}
-
-/// Writes the kept changes and, in the same statement, their tracking rows
-/// (origin the peer, and the changes' own commit times: `LastWriterWins`
-/// compares when a row was written at its origin, not when it travelled
-/// through the hub); returns the rows written. Equal rows are left alone (no
-/// write, no tracking row, no new version). The table's triggers stand aside
-/// for the statement (see [`DIRECT_SETTING`]), so nothing is written twice.
+/// Writes changes and, in the same statement, their tracking rows (origin
+/// the peer, and the changes' own commit times: `LastWriterWins` compares
+/// when a row was written at its origin, not when it travelled through the
+/// hub). Equal rows are left alone (no write, no tracking row, no new
+/// version). The table's triggers stand aside (see [`DIRECT_SETTING`], set by
+/// the caller), so nothing is written twice.
+///
+/// With `judge`, the same statement first finds the changes whose key has a
+/// local tracking row the peer has not seen and did not send (DESIGN.md's
+/// conflict rule, the condition [`ApplyBatch::judge`] starts from), leaves
+/// them unwritten and returns them with their local state for the caller to
+/// judge; every sub-statement sees the table as it was before the statement,
+/// so the local state is the one the batch meets. Without `judge`, every
+/// change is written (changes the caller already judged).
+///
+/// Returns the rows written and the changes left for judging (by their place
+/// in `changes`).
 async fn write(
     conn: &mut PgConnection,
     table: &TableSchema,
     shape: &Shape,
     names: &TrackingNames,
     batch: &ApplyBatch<'_>,
-    kept: &[&Change],
-) -> Result<u64, EndpointError> {
+    changes: &[&Change],
+    judge: bool,
+) -> Result<(u64, Vec<(usize, LocalState)>), EndpointError> {
     let t = qualified(&table.name);
     let keys: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
     let pks = pk_columns(shape.keys.len());
-    let times: Vec<i64> = kept.iter().map(|c| c.changed_at).collect();
-    // Parameters: $1 the peer, $2 the commit times, $3... the columns.
+    let times: Vec<i64> = changes.iter().map(|c| c.changed_at).collect();
+    // Left unwritten: the changes that must be judged first.
+    let unjudged = if judge { " AND NOT EXISTS (SELECT 1 FROM c WHERE c.n = i.n)" } else { "" };
+    // Parameters: $1 the peer, $2 and $3 what the peer has received
+    // (upserts, deletes), $4 the commit times, $5... the columns.
     let ((unnest, arrays), typed_source, modify, staged_keys) = match batch.kind {
         ChangeKind::Upsert => {
             let (unnest, arrays) = staged(
                 &shape.columns,
-                Some(("changed_at", 2)),
-                3,
-                kept.iter().map(|c| c.row.as_deref().unwrap_or(&[])),
-                kept.len(),
+                ("changed_at", 4),
+                5,
+                changes.iter().map(|c| c.row.as_deref().unwrap_or(&[])),
+                changes.len(),
             );
             let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
             let non_key: Vec<&LocalColumn> =
@@ -240,8 +207,9 @@ async fn write(
                 format!("DO UPDATE SET {} WHERE {}", set.join(", "), differs.join(" OR "))
             };
             let values: Vec<String> = (1..=shape.columns.len()).map(|i| format!("i.c_{i}")).collect();
+            let where_unjudged = unjudged.replacen(" AND ", " WHERE ", 1);
             let modify = format!(
-                "INSERT INTO {t} AS t ({}){} SELECT {} FROM i ON CONFLICT ({}) {action} RETURNING {}",
+                "INSERT INTO {t} AS t ({}){} SELECT {} FROM i{where_unjudged} ON CONFLICT ({}) {action} RETURNING {}",
                 cols.join(", "),
                 shape.overriding(),
                 values.join(", "),
@@ -261,10 +229,10 @@ async fn write(
         }
         ChangeKind::Delete => {
             let (unnest, arrays) =
-                staged(&shape.keys, Some(("changed_at", 2)), 3, kept.iter().map(|c| c.key.as_slice()), kept.len());
+                staged(&shape.keys, ("changed_at", 4), 5, changes.iter().map(|c| c.key.as_slice()), changes.len());
             let on: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("t.{k} = i.c_{}", i + 1)).collect();
             let modify = format!(
-                "DELETE FROM {t} AS t USING i WHERE {} RETURNING {}",
+                "DELETE FROM {t} AS t USING i WHERE {}{unjudged} RETURNING {}",
                 on.join(" AND "),
                 keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
             );
@@ -272,39 +240,83 @@ async fn write(
             ((unnest, arrays), &shape.keys, modify, staged_keys)
         }
     };
+    let tr = names.qualified_table();
+    // The conflict candidates: keys whose tracking row is newer than what
+    // the peer has received from here, and not from the peer.
+    let (candidates, candidate_columns) = if judge {
+        let on_staging: Vec<String> = pks.iter().zip(&staged_keys).map(|(pk, i)| format!("tr.{pk} = {i}")).collect();
+        let on_base: Vec<String> =
+            table.primary_key.iter().zip(&pks).map(|(k, pk)| format!("b.{} = tr.{pk}", quote_ident(k))).collect();
+        // Aliased: a column of the table may be named like one of `c`'s own.
+        let base_cols: Vec<String> =
+            shape.columns.iter().enumerate().map(|(i, c)| format!(", {} AS b_{}", c.read_expr("b"), i + 1)).collect();
+        (
+            format!(
+                ", c AS (SELECT i.n, tr.version, tr.origin, tr.deleted, tr.changed_at, b.{first} IS NOT NULL AS present{base} \
+                 FROM i JOIN {tr} AS tr ON {on_staging} LEFT JOIN {t} AS b ON {on_base} \
+                 WHERE ((NOT tr.deleted AND tr.version > $2) OR (tr.deleted AND tr.version > $3)) AND tr.origin <> $1)",
+                first = quote_ident(&table.primary_key[0]),
+                base = base_cols.concat(),
+                on_staging = on_staging.join(" AND "),
+                on_base = on_base.join(" AND "),
+            ),
+            ", c.*",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let from_candidates = if judge { " LEFT JOIN c ON true" } else { "" };
     let w_keys: Vec<String> = keys.iter().map(|k| format!("w.{k}")).collect();
     let on: Vec<String> = w_keys.iter().zip(&staged_keys).map(|(w, i)| format!("{w} = {i}")).collect();
     let set = "version = excluded.version, origin = excluded.origin, deleted = excluded.deleted, \
                changed_at = excluded.changed_at, seq = excluded.seq";
     let sql = format!(
-        "WITH i AS (SELECT i.changed_at, {typed} FROM {unnest}), w AS ({modify}) \
-         INSERT INTO {tr} AS tr ({pks}, version, origin, deleted, changed_at, seq) \
+        "WITH i AS (SELECT i.changed_at, {typed}, i.n FROM {unnest}){candidates}, w AS ({modify}), \
+         k AS (INSERT INTO {tr} AS tr ({pks}, version, origin, deleted, changed_at, seq) \
          SELECT {w_keys}, {VERSION_EXPR}, $1, {deleted}, i.changed_at, {NEXT_SEQ} FROM w JOIN i ON {on} \
-         ON CONFLICT ({pks}) DO UPDATE SET {set}",
+         ON CONFLICT ({pks}) DO UPDATE SET {set} RETURNING 1) \
+         SELECT (SELECT count(*) FROM k){candidate_columns} FROM (VALUES (1)) AS one (x){from_candidates}",
         typed = typed_columns(typed_source),
-        tr = names.qualified_table(),
         pks = pks.join(", "),
         w_keys = w_keys.join(", "),
         deleted = batch.kind == ChangeKind::Delete,
         on = on.join(" AND "),
     );
-    query("SELECT set_config($1, $2::regclass::oid::text, true)")
-        .bind(DIRECT_SETTING)
-        .bind(t.clone())
-        .execute(&mut *conn)
-        .await
-        .map_err(ctx("setting the triggers aside"))?;
-    let q = query(sql).bind(batch.peer.to_string()).bind(times);
-    let done = bind_arrays(q, arrays)
-        .execute(&mut *conn)
+    let q = query(sql)
+        .bind(batch.peer.to_string())
+        .bind(batch.peer_has_received.upserts)
+        .bind(batch.peer_has_received.deletes)
+        .bind(times);
+    let rows = bind_arrays(q, arrays)
+        .fetch_all(&mut *conn)
         .await
         .map_err(ctx(format_args!("writing the {}s", batch.kind.as_str())))?;
-    query("SELECT set_config($1, '', true)")
-        .bind(DIRECT_SETTING)
-        .execute(&mut *conn)
-        .await
-        .map_err(ctx("setting the triggers back"))?;
-    Ok(done.rows_affected())
+    let reading = || ctx("reading conflicts");
+    let mut written = 0;
+    let mut candidates = Vec::new();
+    for row in rows {
+        written = u64::try_from(row.try_get::<i64, _>(0).map_err(reading())?).unwrap_or(0);
+        if !judge {
+            continue;
+        }
+        // Columns after the count: n, version, origin, deleted, changed_at,
+        // present, the base row; all NULL when no change needs judging.
+        let Some(n) = row.try_get::<Option<i64>, _>(1).map_err(reading())? else {
+            continue;
+        };
+        let present: bool = row.try_get(6).map_err(reading())?;
+        let local = LocalState {
+            version: row.try_get(2).map_err(reading())?,
+            origin: row.try_get(3).map_err(reading())?,
+            deleted: row.try_get(4).map_err(reading())?,
+            changed_at: row.try_get(5).map_err(reading())?,
+            row: if present { Some(read_values(&row, 7, &shape.columns).map_err(reading())?) } else { None },
+        };
+        if let Some(index) = usize::try_from(n - 1).ok().filter(|i| *i < changes.len()) {
+            candidates.push((index, local));
+        }
+    }
+    Ok((written, candidates))
 }
 
 /// Moves the sequences of serial and identity columns past the values

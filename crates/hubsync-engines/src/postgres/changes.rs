@@ -78,9 +78,16 @@ pub(crate) async fn read_changes(pool: &PgPool, request: ReadRequest<'_>) -> Res
     // Within one transaction's version the order is by key, which knows
     // nothing of foreign keys; a batch the database refuses for that reason
     // is widened by the core (see `versions_are_per_transaction`).
+    // The batch is cut from the tracking table first and only its rows are
+    // joined with the table: whatever the planner believes of the tracking
+    // table's statistics (none yet on a freshly provisioned table, or a
+    // fold's new versions beyond them), the join never covers more than one
+    // batch. Joined in one statement, the first batch after a large fold
+    // was planned as a join of every pending change, then a sort.
     let sql = format!(
-        "SELECT {keys}, tr.version, tr.origin, tr.changed_at{row_columns} FROM {tr} AS tr {join} \
-         WHERE {filter} ORDER BY tr.version, {order} LIMIT ${limit}",
+        "SELECT {keys}, tr.version, tr.origin, tr.changed_at{row_columns} \
+         FROM (SELECT * FROM {tr} AS tr WHERE {filter} ORDER BY tr.version, {order} LIMIT ${limit}) AS tr {join} \
+         ORDER BY tr.version, {order}",
         keys = key_exprs.join(", "),
     );
     let mut q = query(sql).bind(request.after);
@@ -133,7 +140,11 @@ pub(crate) async fn count_changes(
         OriginFilter::NotFrom(_) => "origin <> $3",
     };
     let sql = format!(
-        "SELECT count(*) FROM {} WHERE ((NOT deleted AND version > $1) OR (deleted AND version > $2)) AND {origin_sql}",
+        // The first condition only repeats the others in a form the
+        // (version, key) index serves as a range: a count after a small
+        // change reads that change, not the whole tracking table.
+        "SELECT count(*) FROM {} WHERE version > least($1::int8, $2::int8) \
+         AND ((NOT deleted AND version > $1) OR (deleted AND version > $2)) AND {origin_sql}",
         names.qualified_table()
     );
     let mut q = query(sql).bind(after.upserts).bind(after.deletes);
