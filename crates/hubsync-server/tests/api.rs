@@ -246,6 +246,13 @@ async fn bad_requests_are_refused_with_json_errors_and_stable_codes() {
             "InvalidTableName",
         ),
     ];
+    let typed_password = put("g", json!({"properties": {"hub": {"databaseType": "Sqlite", "password": 424242}}})).await;
+    assert_eq!((typed_password.status, typed_password.code()), (400, "InvalidRequestBody"));
+    assert!(
+        typed_password.text.contains("password") && !typed_password.text.contains("424242"),
+        "{}",
+        typed_password.text
+    );
     for (reply, status, code) in &cases {
         assert_eq!((reply.status, reply.code()), (*status, *code), "{}", reply.text);
         assert!(reply.json["error"]["message"].as_str().unwrap().len() > 10, "{}", reply.text);
