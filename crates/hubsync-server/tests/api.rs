@@ -545,3 +545,14 @@ async fn conflicts_are_listed_with_both_images_when_conflict_logging_is_on() {
     assert_eq!(rest.json["value"][0]["key"], json!([1]));
     assert!(rest.json.get("nextLink").is_none());
 }
+
+#[tokio::test]
+async fn a_failing_store_answers_a_generic_500_without_internals() {
+    let api = start().await;
+    assert_eq!(api.get("/v1/syncGroups").await.status, 200);
+    api.store.close().await;
+    let failed = api.get("/v1/syncGroups").await;
+    assert_eq!((failed.status, failed.code()), (500, "InternalError"));
+    let message = failed.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("log") && !message.contains("meta.db") && !message.contains("sqlx"), "{message}");
+}
