@@ -246,6 +246,13 @@ async fn bad_requests_are_refused_with_json_errors_and_stable_codes() {
             "InvalidTableName",
         ),
     ];
+    let typed_password = put("g", json!({"properties": {"hub": {"databaseType": "Sqlite", "password": 424242}}})).await;
+    assert_eq!((typed_password.status, typed_password.code()), (400, "InvalidRequestBody"));
+    assert!(
+        typed_password.text.contains("password") && !typed_password.text.contains("424242"),
+        "{}",
+        typed_password.text
+    );
     for (reply, status, code) in &cases {
         assert_eq!((reply.status, reply.code()), (*status, *code), "{}", reply.text);
         assert!(reply.json["error"]["message"].as_str().unwrap().len() > 10, "{}", reply.text);
@@ -537,4 +544,15 @@ async fn conflicts_are_listed_with_both_images_when_conflict_logging_is_on() {
     let rest = api.get(page.json["nextLink"].as_str().unwrap()).await;
     assert_eq!(rest.json["value"][0]["key"], json!([1]));
     assert!(rest.json.get("nextLink").is_none());
+}
+
+#[tokio::test]
+async fn a_failing_store_answers_a_generic_500_without_internals() {
+    let api = start().await;
+    assert_eq!(api.get("/v1/syncGroups").await.status, 200);
+    api.store.close().await;
+    let failed = api.get("/v1/syncGroups").await;
+    assert_eq!((failed.status, failed.code()), (500, "InternalError"));
+    let message = failed.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("log") && !message.contains("meta.db") && !message.contains("sqlx"), "{message}");
 }

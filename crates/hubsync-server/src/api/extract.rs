@@ -36,7 +36,11 @@ fn json_error(rejection: &JsonRejection) -> ApiError {
     // axum's texts start with a generic sentence; the part after it says
     // where in the body the problem is (`properties.interval: invalid type`).
     let text = rejection.body_text();
-    let detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest).to_string();
+    let mut detail = text.split_once(": ").map_or(text.as_str(), |(_, rest)| rest).to_string();
+    // serde quotes the offending value; a password must never be echoed.
+    if let Some((path, _)) = detail.split_once(": ").filter(|(path, _)| path.ends_with("password")) {
+        detail = format!("{path}: must be a string");
+    }
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -94,7 +94,7 @@ fn add(operation: &mut Operation, status: u16, description: &str) {
     operation.responses.responses.entry(status.to_string()).or_insert_with(|| error(description));
 }
 
-fn operations(item: &mut PathItem) -> [(bool, Option<&mut Operation>); 5] {
+fn methods(item: &mut PathItem) -> [(bool, Option<&mut Operation>); 5] {
     [
         (false, item.get.as_mut()),
         (true, item.put.as_mut()),
@@ -110,7 +110,7 @@ impl Modify for SharedErrors {
             if path == service::HEALTHZ {
                 continue;
             }
-            for (changes, operation) in operations(item) {
+            for (changes, operation) in methods(item) {
                 let Some(operation) = operation else { continue };
                 add(operation, 401, "No or an unknown bearer token (`Unauthorized`, `InvalidToken`).");
                 add(
