@@ -149,6 +149,46 @@ pub(crate) async fn introspect(
     read_schema(&mut conn, db, home, table, local).await.map(Some).map_err(|e| e.context(&context))
 }
 
+/// Refuses a table that a foreign key's action (`ON DELETE CASCADE`, `SET
+/// NULL`, `ON UPDATE CASCADE`, ...) can change. MySQL and MariaDB do not fire
+/// triggers for the rows such an action changes, so hubsync's triggers would
+/// never see them, and the other databases would keep rows this one lost.
+pub(crate) async fn refuse_foreign_key_actions(
+    conn: &mut MySqlConnection,
+    db: &str,
+    table: &TableName,
+) -> Result<(), EndpointError> {
+    let actions = strings(
+        conn,
+        "SELECT CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE \
+         FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? \
+         AND BINARY TABLE_NAME = BINARY ? \
+         AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')) \
+         ORDER BY CONSTRAINT_NAME",
+        db,
+        &table.name,
+    )
+    .await?;
+    let Some(first) = actions.first() else { return Ok(()) };
+    let [constraint, parent, on_delete, on_update] = &first[..] else {
+        return Err(EndpointError::new(ErrorKind::Other, "information_schema returned an unexpected row"));
+    };
+    let action = if matches!(on_delete.as_str(), "RESTRICT" | "NO ACTION") {
+        format!("ON UPDATE {on_update}")
+    } else {
+        format!("ON DELETE {on_delete}")
+    };
+    Err(EndpointError::new(
+        ErrorKind::Schema,
+        format!(
+            "table `{table}` cannot be synced: its foreign key `{constraint}` to `{parent}` has `{action}`, and \
+             MySQL/MariaDB fire no trigger for the rows such an action changes, so hubsync would not see them. \
+             Change the constraint to RESTRICT or NO ACTION (and delete or update the child rows first), \
+             or leave `{table}` out of the sync group"
+        ),
+    ))
+}
+
 async fn strings(
     conn: &mut MySqlConnection,
     sql: &'static str,

@@ -11,7 +11,7 @@ use sqlx::{MySqlConnection, MySqlPool, Row};
 
 use super::dialect::{database_of, in_db, is_safe_type, qualified, quote_ident};
 use super::errors::ctx;
-use super::introspect::{local_columns, table_exists};
+use super::introspect::{local_columns, refuse_foreign_key_actions, table_exists};
 use super::{ddl, query};
 
 /// Who made the change, as the triggers see it: the peer an applying session
@@ -428,6 +428,7 @@ pub(crate) async fn provision(pool: &MySqlPool, home: &str, table: &TableSchema)
         if !table_exists(&mut conn, &names.database, &table.name.name).await? {
             return Err(EndpointError::new(ErrorKind::TableMissing, format!("table `{}` does not exist", table.name)));
         }
+        refuse_foreign_key_actions(&mut conn, &names.database, &table.name).await?;
         ensure_shared(&mut conn, home).await?;
         if !table_exists(&mut conn, &names.database, &names.table).await? {
             // Marked before the table exists: a crash before the rows are

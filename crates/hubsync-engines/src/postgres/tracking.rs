@@ -50,8 +50,9 @@ const FOLD_LOCK_CLASS: i32 = 0x6875_6273;
 
 /// The setting an applying transaction sets to a table's oid while it writes
 /// that table's tracking rows itself (with the changes' commit times), so the
-/// table's triggers log nothing for that statement. Triggers of other tables
-/// (cascades, the application's own triggers) log as usual.
+/// table's triggers log nothing for that statement, except the rows a
+/// foreign key's action changed (see [`function_bodies`]). Triggers of other
+/// tables (cascades, the application's own triggers) log as usual.
 pub(crate) const DIRECT_SETTING: &str = "hubsync.direct";
 
 /// An arbitrary constant key for the advisory lock serialising hubsync's DDL
@@ -249,7 +250,14 @@ pub(crate) async fn drop_triggers(
 
 /// The bodies of the three trigger functions, each one set-based append to
 /// the change log from the statement's transition tables `new_rows`/`old_rows`.
-fn function_bodies(table: &TableSchema, shape: &Shape, names: &TrackingNames) -> [String; 3] {
+///
+/// While hubsync applies changes to the table itself (see [`DIRECT_SETTING`])
+/// the triggers log nothing, except on a table with `cascades` (a foreign key
+/// from the table to itself with an action): PostgreSQL puts the rows such an
+/// action changes into the applying statement's own transition tables, so
+/// there the triggers log the rows the applying statement did not stamp with
+/// a tracking row of this transaction.
+fn function_bodies(table: &TableSchema, shape: &Shape, names: &TrackingNames, cascades: bool) -> [String; 3] {
     let pk_list = pk_columns(shape.keys.len());
     let pks = pk_list.join(", ");
     let log = names.qualified_log();
@@ -272,6 +280,12 @@ fn function_bodies(table: &TableSchema, shape: &Shape, names: &TrackingNames) ->
              SELECT {pks}, v_seq, v_version, v_origin, c.del, v_now FROM ({changed}) AS c"
         )
     };
+    let tracking = names.qualified_table();
+    let stamped: Vec<String> = pk_list.iter().map(|pk| format!("k.{pk} = c.{pk}")).collect();
+    let unstamped = format!(
+        " WHERE NOT EXISTS (SELECT 1 FROM {tracking} k WHERE {} AND k.version = v_version)",
+        stamped.join(" AND ")
+    );
     let insert = append(format!("SELECT {}, false AS del FROM new_rows n", aliased("n")));
     let delete = append(format!("SELECT {}, true AS del FROM old_rows o", aliased("o")));
     // An update is tracked when it changed a synced column (writes to other
@@ -296,12 +310,18 @@ fn function_bodies(table: &TableSchema, shape: &Shape, names: &TrackingNames) ->
     // The sequence is drawn after the statement's rows were written (and
     // their row locks waited for), so it orders this write after any earlier
     // write of the same keys.
+    let direct = format!("current_setting('{DIRECT_SETTING}', true) = TG_RELID::text");
     [insert, update, delete].map(|stmt| {
+        let (stand_aside, logged) = if cascades {
+            (String::new(), format!("IF {direct} THEN {stmt}{unstamped}; ELSE {stmt}; END IF;"))
+        } else {
+            (format!("IF {direct} THEN RETURN NULL; END IF; "), format!("{stmt};"))
+        };
         format!(
             "DECLARE v_seq int8; v_version int8; v_origin text; v_now int8; \
-             BEGIN IF current_setting('{DIRECT_SETTING}', true) = TG_RELID::text THEN RETURN NULL; END IF; \
+             BEGIN {stand_aside}\
              v_seq := {NEXT_SEQ}; v_version := {VERSION_EXPR}; v_origin := {ORIGIN_EXPR}; v_now := {NOW_EXPR}; \
-             {stmt}; RETURN NULL; END"
+             {logged} RETURN NULL; END"
         )
     })
 }
@@ -389,6 +409,21 @@ pub(crate) async fn fold_all(pool: &PgPool) -> Result<u64, EndpointError> {
     Ok(moved)
 }
 
+/// Whether the table has a foreign key to itself with an action (`ON DELETE
+/// CASCADE`, `SET NULL`, `ON UPDATE CASCADE`, ...): see [`function_bodies`].
+async fn cascades_within(conn: &mut PgConnection, table: &TableName) -> Result<bool, EndpointError> {
+    let Some(oid) = table_oid(conn, table).await? else { return Ok(false) };
+    let found = query(
+        "SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid = $1::oid AND confrelid = $1::oid \
+         AND (confdeltype NOT IN ('a', 'r') OR confupdtype NOT IN ('a', 'r'))",
+    )
+    .bind(oid)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(ctx(format_args!("reading the foreign keys of `{table}`")))?;
+    Ok(found.is_some())
+}
+
 /// Creates (or replaces) the trigger functions and creates the triggers.
 pub(crate) async fn create_triggers(
     conn: &mut PgConnection,
@@ -397,7 +432,7 @@ pub(crate) async fn create_triggers(
     names: &TrackingNames,
 ) -> Result<(), EndpointError> {
     let t = qualified(&table.name);
-    let bodies = function_bodies(table, shape, names);
+    let bodies = function_bodies(table, shape, names, cascades_within(conn, &table.name).await?);
     let events = [
         ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
         ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
@@ -439,7 +474,7 @@ async fn triggers_current(
     let Some(oid) = table_oid(conn, &table.name).await? else {
         return Ok(false);
     };
-    let bodies = function_bodies(table, shape, names);
+    let bodies = function_bodies(table, shape, names, cascades_within(conn, &table.name).await?);
     for ((trigger, function), body) in names.triggers.iter().zip(&names.functions).zip(&bodies) {
         let current = query(
             "SELECT p.prosrc FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid \

@@ -34,6 +34,13 @@ pub(crate) trait Harness: Send + Sync {
     /// (PostgreSQL, MariaDB: yes; SQLite serialises writers: no).
     fn concurrent_writers(&self) -> bool;
 
+    /// Whether the database of this role fires triggers for the rows a
+    /// foreign key's action (`ON DELETE CASCADE`) changes. MySQL and MariaDB
+    /// do not, and hubsync refuses to provision such tables there.
+    fn tracks_foreign_key_actions(&self, _role: Role) -> bool {
+        true
+    }
+
     /// Urls that cannot be opened, with the base directory to resolve them in
     /// and a fragment the error message must contain to name the problem.
     fn unopenable_urls(&self) -> Vec<BadUrl>;

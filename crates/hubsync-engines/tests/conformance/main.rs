@@ -298,6 +298,9 @@ macro_rules! conformance_suite {
         scenario!(a_self_referencing_tree_syncs_when_a_parent_changes_after_its_child_across_batches, |h| {
             foreign_keys::a_self_referencing_tree_syncs_when_a_parent_changes_after_its_child(h, 1)
         });
+        scenario!(rows_a_cascade_deletes_while_a_change_is_applied_reach_every_member, |h| {
+            foreign_keys::rows_a_cascade_deletes_during_an_apply_reach_every_member(h)
+        });
 
         // 8. Names and values.
         scenario!(awkward_table_and_column_names_and_exact_values_sync_both_ways, |h| {

@@ -46,6 +46,13 @@ impl Harness for MixedHarness {
         self.all().all(|h| h.concurrent_writers())
     }
 
+    fn tracks_foreign_key_actions(&self, role: Role) -> bool {
+        match role {
+            Role::Hub => self.hub.tracks_foreign_key_actions(role),
+            Role::Member(i) => self.members[i % self.members.len()].tracks_foreign_key_actions(role),
+        }
+    }
+
     fn unopenable_urls(&self) -> Vec<BadUrl> {
         self.members.iter().flat_map(|h| h.unopenable_urls()).collect()
     }

@@ -130,6 +130,10 @@ impl Harness for MySqlHarness {
         true
     }
 
+    fn tracks_foreign_key_actions(&self, _role: Role) -> bool {
+        false
+    }
+
     fn unopenable_urls(&self) -> Vec<BadUrl> {
         let base = base_url();
         vec![

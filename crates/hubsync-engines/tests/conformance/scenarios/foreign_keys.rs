@@ -7,7 +7,7 @@
 use hubsync_core::ConflictPolicy;
 use hubsync_core::Direction::Bidirectional;
 
-use crate::harness::Harness;
+use crate::harness::{Harness, Role};
 use crate::world::World;
 
 const PARENT: &str = r#"CREATE TABLE "parent" ("id" INTEGER PRIMARY KEY, "name" TEXT)"#;
@@ -149,5 +149,46 @@ pub(crate) async fn a_self_referencing_tree_syncs_when_a_parent_changes_after_it
         .await;
     w.converge().await;
     w.assert_same_rows("node").await;
+    w.finish().await;
+}
+
+const CASCADING_NODE: &str = r#"CREATE TABLE "node" ("id" INTEGER PRIMARY KEY, "parent_id" INTEGER REFERENCES "node" ("id") ON DELETE CASCADE, "label" TEXT)"#;
+
+/// Rows a cascade deletes while hubsync applies a change are changes too: a
+/// member `a` and the hub cascade deletes to a subtree, a member `b`
+/// (provisioned by hubsync, without the cascade) has only what it is sent.
+/// One row per batch, so the hub applies the root's delete, and cascades,
+/// before the children's deletes arrive.
+pub(crate) async fn rows_a_cascade_deletes_during_an_apply_reach_every_member(h: &dyn Harness) {
+    let w = World::new(h, &[("a", Bidirectional), ("b", Bidirectional)], ConflictPolicy::HubWin, &["node"])
+        .await
+        .with_batch_rows(1);
+    w.hub.exec(CASCADING_NODE).await;
+    w.db("a").exec(CASCADING_NODE).await;
+    if !h.tracks_foreign_key_actions(Role::Hub) || !h.tracks_foreign_key_actions(Role::Member(0)) {
+        // Refused at provisioning, with the constraint's action named.
+        let err = w.try_sync("a").await.expect_err("a cascading table on MySQL/MariaDB must be refused");
+        let message = err.to_string();
+        assert!(message.contains("ON DELETE CASCADE") && message.contains("RESTRICT"), "{message}");
+        w.finish().await;
+        return;
+    }
+    w.hub
+        .exec(
+            r#"INSERT INTO "node" ("id", "parent_id", "label") VALUES (1, NULL, 'root');
+               INSERT INTO "node" ("id", "parent_id", "label") VALUES (2, 1, 'a'), (5, NULL, 'other');
+               INSERT INTO "node" ("id", "parent_id", "label") VALUES (3, 2, 'a.a');"#,
+        )
+        .await;
+    w.converge().await;
+    w.assert_same_rows("node").await;
+    assert_eq!(w.rows("b", "node").await.len(), 4);
+
+    // On `a`, the cascade deletes 2 and 3 inside the application's
+    // statement; on the hub it runs while the root's delete is applied.
+    w.db("a").exec(r#"DELETE FROM "node" WHERE "id" = 1"#).await;
+    w.converge().await;
+    w.assert_same_rows("node").await;
+    assert_eq!(w.rows("b", "node").await.len(), 1, "only node 5 is left");
     w.finish().await;
 }
