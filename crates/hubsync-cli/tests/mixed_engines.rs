@@ -6,15 +6,15 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+mod support;
+
+use support::{mariadb, postgres, unique_name};
 
 fn hubsync(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_hubsync")).args(args).env_remove("RUST_LOG").output().unwrap();
@@ -28,34 +28,11 @@ fn hubsync(args: &[&str]) -> Output {
     out
 }
 
-fn services_required() -> bool {
-    std::env::var_os("CI").is_some() || std::env::var_os("HUBSYNC_REQUIRE_SERVICES").is_some()
-}
-
-/// A database name no other test run uses.
-fn unique_name() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("hubsync_cli_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
-}
-
-/// Connects to both servers' admin databases, or says why not.
+/// Connects to both servers' admin databases, or says why the test skips.
 async fn servers() -> Option<(PgConnection, MySqlConnection)> {
-    let pg = PgConnection::connect(PG_ADMIN).await;
-    let my = MySqlConnection::connect(MY_ADMIN).await;
-    match (pg, my) {
-        (Ok(pg), Ok(my)) => Some((pg, my)),
-        (pg, my) => {
-            let why = format!(
-                "PostgreSQL at {PG_ADMIN}: {}; MariaDB at {MY_ADMIN}: {}",
-                pg.err().map_or("ok".into(), |e| e.to_string()),
-                my.err().map_or("ok".into(), |e| e.to_string())
-            );
-            assert!(!services_required(), "database servers required (CI or HUBSYNC_REQUIRE_SERVICES is set): {why}");
-            eprintln!("SKIPPED: the mixed-engine CLI test needs both database servers. {why}");
-            None
-        }
-    }
+    let pg = postgres("the mixed-engine CLI test").await?;
+    let my = mariadb("the mixed-engine CLI test").await?;
+    Some((pg, my))
 }
 
 async fn pg_exec(url: &str, sqls: &[&str]) {
@@ -98,7 +75,7 @@ async fn sqlite_exec(path: &std::path::Path, sql: &str) -> i64 {
 #[tokio::test]
 async fn a_postgres_hub_syncs_with_a_mariadb_and_a_sqlite_member_from_a_config_file() {
     let Some((mut pg_admin, mut my_admin)) = servers().await else { return };
-    let name = unique_name();
+    let name = unique_name("hubsync_cli");
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut pg_admin).await.unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut my_admin).await.unwrap();
     let pg_url = format!("postgres://postgres@127.0.0.1:5432/{name}");

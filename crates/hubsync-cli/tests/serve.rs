@@ -14,7 +14,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,8 +24,9 @@ use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
+mod support;
+
+use support::{mariadb, postgres, unique_name};
 
 /// Generous: the machine is shared, and these wait for correctness only.
 const STARTUP: Duration = Duration::from_secs(90);
@@ -272,41 +272,6 @@ impl Api {
 }
 
 // ---- Databases ----------------------------------------------------------------
-
-fn services_required() -> bool {
-    std::env::var_os("CI").is_some() || std::env::var_os("HUBSYNC_REQUIRE_SERVICES").is_some()
-}
-
-/// A database name no other test run uses.
-fn unique_name() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("hubsync_serve_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
-}
-
-/// Connects to PostgreSQL's admin database, or says why the test skips.
-async fn postgres(test: &str) -> Option<PgConnection> {
-    match PgConnection::connect(PG_ADMIN).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            assert!(!services_required(), "PostgreSQL at {PG_ADMIN} is required (CI or HUBSYNC_REQUIRE_SERVICES): {e}");
-            eprintln!("SKIPPED: {test} needs PostgreSQL at {PG_ADMIN}: {e}");
-            None
-        }
-    }
-}
-
-/// Connects to MariaDB's admin database, or says why the test skips.
-async fn mariadb(test: &str) -> Option<MySqlConnection> {
-    match MySqlConnection::connect(MY_ADMIN).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            assert!(!services_required(), "MariaDB at {MY_ADMIN} is required (CI or HUBSYNC_REQUIRE_SERVICES): {e}");
-            eprintln!("SKIPPED: {test} needs MariaDB at {MY_ADMIN}: {e}");
-            None
-        }
-    }
-}
 
 async fn pg_create(admin: &mut PgConnection, name: &str) -> String {
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut *admin).await.unwrap();
@@ -567,7 +532,7 @@ async fn a_group_built_over_the_api_syncs_a_postgres_hub_to_sqlite_and_mariadb_m
     let test = "the end-to-end API test";
     let Some(mut pg) = postgres(test).await else { return };
     let Some(mut my) = mariadb(test).await else { return };
-    let name = unique_name();
+    let name = unique_name("hubsync_serve");
     let hub_url = pg_create(&mut pg, &name).await;
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut my).await.unwrap();
     let my_url = format!("mysql://root@127.0.0.1:3306/{name}");
@@ -753,7 +718,7 @@ async fn requests_without_a_valid_token_are_refused_and_read_only_tokens_cannot_
 #[tokio::test]
 async fn no_response_and_no_log_line_contains_a_database_password() {
     let Some(mut pg) = postgres("the password test").await else { return };
-    let name = unique_name();
+    let name = unique_name("hubsync_serve");
     let hub_url = pg_create(&mut pg, &name).await;
     let member_name = format!("{name}_m");
     pg_create(&mut pg, &member_name).await;
@@ -866,7 +831,7 @@ async fn the_second_of_two_servers_on_one_postgres_store_finishes_the_sync_of_a_
     const SEED: i64 = 10;
     const TOTAL: i64 = 300_000;
     let Some(mut pg) = postgres("the scale-out test").await else { return };
-    let meta = unique_name();
+    let meta = unique_name("hubsync_serve");
     let store = pg_create(&mut pg, &meta).await;
     let tmp = tempfile::tempdir().unwrap();
     let (hub, member, config) = big_group(tmp.path(), SEED, "2").await;
