@@ -15,19 +15,28 @@ use crate::api::error::code;
 use crate::model::{DatabaseSchema, DatabaseType, SchemaColumn, SchemaTable};
 use crate::spec::{DatabaseSpec, GroupSpec, MemberSpec};
 
+/// Why a SQLite database cannot be opened without creating it: its file does
+/// not exist. `None` for a file that exists and for other engines.
+pub fn missing_sqlite_file(database: &DatabaseSpec, base_dir: &Path) -> Option<String> {
+    if database.database_type != DatabaseType::Sqlite {
+        return None;
+    }
+    let path = Path::new(&database.database_name);
+    let path: PathBuf = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+    (!path.is_file()).then(|| {
+        format!(
+            "the SQLite database file {} does not exist; check `databaseName` (a relative path is taken \
+             relative to the server's directory)",
+            path.display()
+        )
+    })
+}
+
 /// Opens a database. A SQLite file must exist already: opening would
 /// otherwise create an empty one, and a typo would read as "no tables".
 async fn open(database: &DatabaseSpec, base_dir: &Path) -> Result<AnyEndpoint, String> {
-    if database.database_type == DatabaseType::Sqlite {
-        let path = Path::new(&database.database_name);
-        let path: PathBuf = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
-        if !path.is_file() {
-            return Err(format!(
-                "the SQLite database file {} does not exist; check `databaseName` (a relative path is taken \
-                 relative to the server's directory)",
-                path.display()
-            ));
-        }
+    if let Some(missing) = missing_sqlite_file(database, base_dir) {
+        return Err(missing);
     }
     hubsync_engines::connect(&database.url(base_dir), base_dir)
         .await

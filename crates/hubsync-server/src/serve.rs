@@ -144,13 +144,13 @@ impl Server {
         let owner = owner_id();
         let wake = Wake::default();
         let runner = Runner::new(store.clone(), opts.base_dir.clone(), opts.parallel_members);
-        let scheduler = Scheduler::new(store.clone(), runner, owner.clone(), wake.clone());
+        let scheduler = Scheduler::new(store.clone(), runner.clone(), owner.clone(), wake.clone());
         let (stop_scheduler, stopped) = watch::channel(false);
         let scheduler = tokio::spawn(scheduler.run(stopped));
 
         let state = ApiState { store, wake, base_dir: opts.base_dir.clone(), metrics };
         // The portal sits beside the API: its pages sign in with the same tokens.
-        let app = router(state.clone()).merge(crate::portal::router(state)).into_make_service();
+        let app = router(state.clone()).merge(crate::portal::router(state, runner)).into_make_service();
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp(listener).map_err(|source| ServeError::Bind { addr, source })?;
         let http = match tls {

@@ -9,8 +9,9 @@ use std::path::Path;
 use hubsync_core::{ConflictPolicy, Direction, Side, TableName, Value};
 use hubsync_server::api::ApiState;
 use hubsync_server::model::{DatabaseType, LogType};
+use hubsync_server::runner::Runner;
 use hubsync_server::scheduler::Wake;
-use hubsync_server::store::{ConflictRecord, LogRecord, RunRecord};
+use hubsync_server::store::{ConflictRecord, LogRecord, MemberProgress, RunProgress, RunRecord};
 use hubsync_server::{DatabaseSpec, GroupSpec, MemberSpec, MetaStore, Schedule, SecretKey, TableSpec};
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -22,6 +23,7 @@ struct Portal {
     base: String,
     wake: Wake,
     store: MetaStore,
+    runner: Runner,
     dir: tempfile::TempDir,
     write_token: String,
     read_token: String,
@@ -44,10 +46,12 @@ impl Portal {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let runner = Runner::new(store.clone(), dir.path().to_path_buf(), 4);
         // Mounted as `serve` mounts it: merged into the API's router.
-        let app = hubsync_server::api::router(state.clone()).merge(hubsync_server::portal::router(state));
+        let app =
+            hubsync_server::api::router(state.clone()).merge(hubsync_server::portal::router(state, runner.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Portal { base, wake, store, dir, write_token, read_token }
+        Portal { base, wake, store, runner, dir, write_token, read_token }
     }
 
     fn url(&self, path: &str) -> String {
@@ -492,6 +496,25 @@ async fn an_unreachable_member_database_shows_what_failed_and_creates_nothing() 
     .await;
     assert!(body.contains("Connection test failed") && body.contains("missing.db"), "{body}");
     assert!(!Path::new(&missing).exists(), "testing does not create the file");
+    // Adding it anyway tests it first, and leaves it out.
+    let (status, _, body) = post(
+        &client,
+        &format!("{draft}/members"),
+        &[
+            ("member_name", "gone"),
+            ("member_type", "Sqlite"),
+            ("member_database", &missing),
+            ("direction", "Bidirectional"),
+            ("action", "add"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("Connection test failed") && body.contains("The member was not added"), "{body}");
+    assert!(!body.contains(r#"<th scope="row">gone</th>"#), "the member is not in the list: {body}");
+    assert!(!Path::new(&missing).exists());
+    let (_, _, tables) = post(&client, &format!("{draft}/members"), &[("action", "next")]).await;
+    assert!(tables.contains("0 member(s) will be added"), "{tables}");
     assert!(portal.store.list_groups().await.unwrap().is_empty());
 }
 
@@ -546,6 +569,293 @@ async fn no_page_references_another_host() {
     }
 }
 
+fn sqlite(path: &str) -> DatabaseSpec {
+    DatabaseSpec {
+        database_type: DatabaseType::Sqlite,
+        server_name: String::new(),
+        database_name: path.into(),
+        user_name: String::new(),
+        password: None,
+    }
+}
+
+/// A group `name` with a SQLite hub holding `items` (id, name, note: only
+/// id and name synced) and `loose` (no key), members `m1` (bidirectional)
+/// and `m2` (from the hub), synced once.
+async fn synced_group(portal: &Portal, name: &str) {
+    let hub = portal.path("hub.db");
+    sqlite_file(
+        &hub,
+        "create table items (id integer primary key, name text, note text);
+         insert into items values (1, 'apple', 'x');
+         create table loose (a text);",
+    )
+    .await;
+    let mut spec = group(name, sqlite(&hub));
+    spec.tables[0].columns = Some(vec!["id".into(), "name".into()]);
+    portal.store.put_group(&spec).await.unwrap();
+    for (member, direction) in [("m1", Direction::Bidirectional), ("m2", Direction::OneWayHubToMember)] {
+        let file = portal.path(&format!("{member}.db"));
+        sqlite_file(&file, "select 1").await;
+        let spec = MemberSpec { group: name.into(), name: member.into(), database: sqlite(&file), direction };
+        portal.store.put_member(&spec).await.unwrap();
+    }
+    let stored = portal.store.get_group(name).await.unwrap().unwrap();
+    let summary = portal.runner.run_group(&stored, &hubsync_core::Cancel::default()).await;
+    assert_eq!((summary.succeeded, summary.failed), (2, 0), "{summary:?}");
+}
+
+/// Adds member `gone` to `group`, whose SQLite file does not exist; returns
+/// the file's path.
+async fn gone_member(portal: &Portal, group: &str) -> String {
+    let gone = portal.path("gone.db");
+    let database = sqlite(&gone);
+    let spec = MemberSpec { group: group.into(), name: "gone".into(), database, direction: Direction::Bidirectional };
+    portal.store.put_member(&spec).await.unwrap();
+    gone
+}
+
+/// How many triggers hubsync left in a SQLite file.
+async fn hubsync_triggers(path: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query_scalar("select count(*) from sqlite_master where type = 'trigger' and name like 'hubsync%'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// The `<tr>` of a member in the state area.
+fn member_row<'a>(page: &'a str, member: &str) -> &'a str {
+    let start = page.find(&format!("<th scope=\"row\">{member}</th>")).unwrap_or_else(|| panic!("no {member}: {page}"));
+    let rest = &page[start..];
+    &rest[..rest.find("</tr>").unwrap()]
+}
+
+#[tokio::test]
+async fn the_group_page_edits_interval_and_policy_with_errors_by_the_field() {
+    let portal = Portal::start().await;
+    stored_group(&portal, "sales").await;
+    let writer = portal.browser(&portal.write_token).await;
+    let (_, _, page) = get(&writer, &portal.url("/portal/groups/sales")).await;
+    assert!(page.contains(r#"action="/portal/groups/sales/settings""#), "{page}");
+    assert!(page.contains(r#"<option value="manual" selected>"#), "the form shows the current schedule");
+
+    let settings = portal.url("/portal/groups/sales/settings");
+    let bad = [("schedule", "every"), ("interval_value", "0"), ("interval_unit", "hours"), ("policy", "MemberWin")];
+    let (status, _, body) = post(&writer, &settings, &bad).await;
+    assert_eq!(status, 422);
+    assert!(body.contains(r#"id="interval_value-error""#), "{body}");
+    assert!(body.contains("The interval must be at least 1 (you gave 0 hours)"), "{body}");
+    assert!(body.contains(r#"<option value="MemberWin" selected>"#), "what was chosen is kept");
+    let (status, _, body) = post(
+        &writer,
+        &settings,
+        &[("schedule", "every"), ("interval_value", "2"), ("interval_unit", "hours"), ("policy", "Nobody")],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains(r#"id="policy-error""#), "{body}");
+    let unchanged = portal.store.get_group("sales").await.unwrap().unwrap().spec;
+    assert_eq!((unchanged.schedule, unchanged.policy), (Schedule::Manual, ConflictPolicy::HubWin), "nothing was saved");
+
+    let good = [("schedule", "every"), ("interval_value", "2"), ("interval_unit", "hours"), ("policy", "MemberWin")];
+    let (status, url, body) = post(&writer, &settings, &good).await;
+    assert_eq!(status, 200);
+    assert!(url.ends_with("/portal/groups/sales?done=settings"), "{url}");
+    assert!(body.contains("Every 2 hours") && body.contains("The settings were saved"), "{body}");
+    let saved = portal.store.get_group("sales").await.unwrap().unwrap().spec;
+    assert_eq!(
+        (saved.schedule, saved.policy, saved.conflict_logging),
+        (Schedule::EverySeconds(7200), ConflictPolicy::MemberWin, false)
+    );
+    assert_eq!(saved.hub.password.as_deref(), Some(HUB_PASSWORD), "the hub's password is kept");
+
+    let reader = portal.browser(&portal.read_token).await;
+    let (_, _, page) = get(&reader, &portal.url("/portal/groups/sales")).await;
+    assert!(!page.contains("<form method=\"post\" action=\"/portal/groups/sales/"), "a reader sees no form: {page}");
+    assert!(!page.contains("Remove…") && !page.contains("/delete"), "nor links to change things");
+    let (status, _, _) = post(&reader, &settings, &[("schedule", "manual"), ("policy", "HubWin")]).await;
+    assert_eq!(status, 403);
+    assert_eq!(portal.store.get_group("sales").await.unwrap().unwrap().spec.schedule, Schedule::EverySeconds(7200));
+}
+
+#[tokio::test]
+async fn the_schema_editor_ticks_the_current_choice_keeps_keys_and_refuses_keyless_tables() {
+    let portal = Portal::start().await;
+    synced_group(&portal, "shop").await;
+    let writer = portal.browser(&portal.write_token).await;
+    let tables_url = portal.url("/portal/groups/shop/tables");
+    let (status, _, page) = get(&writer, &tables_url).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page.split("<code>items</code>").nth(1).unwrap().split("</fieldset>").next().unwrap();
+    assert_eq!(items.matches(" checked").count(), 2, "id and name are ticked, note is not: {items}");
+    let (t, note) = choice(&page, "items", "note");
+    assert!(page.contains(&format!(r#"name="table" value="{t}" checked"#)), "the synced table is ticked");
+    let (_, id) = choice(&page, "items", "id");
+    assert!(page.contains(&format!(r#"value="{id}" checked disabled"#)), "the key is ticked and disabled: {page}");
+    let loose = page.split("<code>loose</code>").nth(1).unwrap().split("</fieldset>").next().unwrap();
+    assert!(
+        loose.contains("Not selectable") && loose.contains("no primary key") && !loose.contains(" checked"),
+        "{loose}"
+    );
+
+    let (status, _, body) = post(&writer, &tables_url, &[("action", "save")]).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("Choose at least one table"), "{body}");
+    let loose_section =
+        page.split(r#"<fieldset class="table-choice">"#).find(|s| s.contains("<code>loose</code>")).unwrap();
+    let loose_index = loose_section.split(r#"name="table" value=""#).nth(1).unwrap().split('"').next().unwrap();
+    let (status, _, body) = post(&writer, &tables_url, &[("table", loose_index), ("action", "save")]).await;
+    assert_eq!(status, 422, "a keyless table sent anyway is refused");
+    assert!(body.contains("has no primary key"), "{body}");
+    let kept = portal.store.get_group("shop").await.unwrap().unwrap().spec;
+    assert_eq!(kept.tables[0].columns, Some(vec!["id".to_string(), "name".to_string()]), "nothing was saved");
+
+    // `name` unticked, `note` ticked; the key comes along without being sent.
+    let (status, url, _) = post(&writer, &tables_url, &[("table", &t), ("col", &note), ("action", "save")]).await;
+    assert_eq!(status, 200);
+    assert!(url.ends_with("?done=tables"), "{url}");
+    let saved = portal.store.get_group("shop").await.unwrap().unwrap().spec;
+    assert_eq!(saved.tables.len(), 1);
+    assert_eq!(saved.tables[0].columns, Some(vec!["id".to_string(), "note".to_string()]));
+
+    let reader = portal.browser(&portal.read_token).await;
+    assert_eq!(get(&reader, &tables_url).await.0, 403);
+    assert_eq!(post(&reader, &tables_url, &[("table", &t), ("action", "save")]).await.0, 403);
+    assert_eq!(portal.store.get_group("shop").await.unwrap().unwrap().spec, saved);
+}
+
+#[tokio::test]
+async fn removing_a_member_deprovisions_it_only_when_asked() {
+    let portal = Portal::start().await;
+    synced_group(&portal, "shop").await;
+    let (m1, m2) = (portal.path("m1.db"), portal.path("m2.db"));
+    assert!(hubsync_triggers(&m1).await > 0 && hubsync_triggers(&m2).await > 0, "the sync provisioned both");
+    let reader = portal.browser(&portal.read_token).await;
+    let remove_m1 = portal.url("/portal/groups/shop/members/m1/remove");
+    assert_eq!(get(&reader, &remove_m1).await.0, 403);
+    assert_eq!(post(&reader, &remove_m1, &[("deprovision", "on")]).await.0, 403);
+    assert_eq!(portal.store.list_members("shop").await.unwrap().len(), 2);
+
+    let writer = portal.browser(&portal.write_token).await;
+    let (_, _, page) = get(&writer, &portal.url("/portal/groups/shop")).await;
+    assert!(page.contains(r#"href="/portal/groups/shop/members/m1/remove""#), "{page}");
+    let (status, _, confirm) = get(&writer, &remove_m1).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains(r#"name="deprovision""#) && confirm.contains("Remove member"), "{confirm}");
+    let (status, url, body) = post(&writer, &remove_m1, &[("deprovision", "on")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(url.ends_with("/portal/groups/shop?done=removed"), "{url}");
+    assert_eq!(hubsync_triggers(&m1).await, 0, "m1 was deprovisioned");
+    let (status, _, _) = post(&writer, &portal.url("/portal/groups/shop/members/m2/remove"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(hubsync_triggers(&m2).await > 0, "m2 keeps its tracking objects");
+    assert!(portal.store.list_members("shop").await.unwrap().is_empty());
+
+    // A member whose database is gone cannot be deprovisioned: it is kept.
+    let gone = gone_member(&portal, "shop").await;
+    let (status, _, body) =
+        post(&writer, &portal.url("/portal/groups/shop/members/gone/remove"), &[("deprovision", "on")]).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("The member was not removed") && body.contains("gone.db"), "{body}");
+    let kept = portal.store.get_member("shop", "gone").await.unwrap().unwrap();
+    assert_eq!(kept.status.state, hubsync_server::model::SyncMemberState::UnProvisioned, "its state is restored");
+    assert!(!Path::new(&gone).exists());
+}
+
+#[tokio::test]
+async fn deleting_a_group_needs_its_name_typed_and_can_deprovision_the_members() {
+    let portal = Portal::start().await;
+    synced_group(&portal, "shop").await;
+    let delete = portal.url("/portal/groups/shop/delete");
+    let reader = portal.browser(&portal.read_token).await;
+    assert_eq!(get(&reader, &delete).await.0, 403);
+    assert_eq!(post(&reader, &delete, &[("confirm", "shop")]).await.0, 403);
+
+    let writer = portal.browser(&portal.write_token).await;
+    let (status, _, confirm) = get(&writer, &delete).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("m1, m2") && confirm.contains(r#"id="confirm""#), "{confirm}");
+    let (status, _, body) = post(&writer, &delete, &[("confirm", "shopp"), ("deprovision", "on")]).await;
+    assert_eq!(status, 422);
+    assert!(body.contains(r#"id="confirm-error""#) && body.contains("nothing was deleted"), "{body}");
+    assert!(body.contains(r#"id="deprovision" name="deprovision" type="checkbox" value="on" checked"#), "{body}");
+    assert!(portal.store.get_group("shop").await.unwrap().is_some());
+    assert!(hubsync_triggers(&portal.path("m1.db")).await > 0, "nothing was deprovisioned either");
+
+    let (status, url, body) = post(&writer, &delete, &[("confirm", "shop"), ("deprovision", "on")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(url.ends_with("/portal/groups?deleted=shop"), "{url}");
+    assert!(body.contains("The sync group `shop` was deleted"), "{body}");
+    assert!(portal.store.get_group("shop").await.unwrap().is_none());
+    assert!(portal.store.list_members("shop").await.unwrap().is_empty());
+    for member in ["m1.db", "m2.db"] {
+        assert_eq!(hubsync_triggers(&portal.path(member)).await, 0, "{member} was deprovisioned");
+    }
+    assert!(hubsync_triggers(&portal.path("hub.db")).await > 0, "the hub keeps its tracking objects");
+}
+
+#[tokio::test]
+async fn pending_rows_are_counted_per_direction_cached_and_unknown_when_unreachable() {
+    let portal = Portal::start().await;
+    synced_group(&portal, "shop").await;
+    sqlite_file(&portal.path("hub.db"), "insert into items values (2, 'pear', 'y'), (3, 'fig', 'z')").await;
+    sqlite_file(&portal.path("m1.db"), "insert into items values (10, 'plum')").await;
+    let gone = gone_member(&portal, "shop").await;
+    let reader = portal.browser(&portal.read_token).await;
+    let (_, _, area) = get(&reader, &portal.url("/portal/groups/shop/status")).await;
+    let m1 = member_row(&area, "m1");
+    assert!(m1.contains("<td>1 row</td>") && m1.contains("<td>2 rows"), "1 up, 2 down: {m1}");
+    let m2 = member_row(&area, "m2");
+    assert!(m2.contains("<td>Not synced (one way)</td>") && m2.contains("<td>2 rows"), "{m2}");
+    let far = member_row(&area, "gone");
+    assert!(far.contains("Unknown") && far.contains("Why unknown") && far.contains("gone.db"), "{far}");
+    assert!(!Path::new(&gone).exists(), "counting creates no file");
+
+    // Counted again only after a few seconds: the next refresh shows the same.
+    sqlite_file(&portal.path("hub.db"), "insert into items values (4, 'kiwi', 'w')").await;
+    let (_, _, again) = get(&reader, &portal.url("/portal/groups/shop/status")).await;
+    assert!(member_row(&again, "m2").contains("<td>2 rows"), "{again}");
+}
+
+#[tokio::test]
+async fn a_running_syncs_published_progress_shows_in_the_refreshing_area() {
+    let portal = Portal::start().await;
+    stored_group(&portal, "sales").await;
+    let reader = portal.browser(&portal.read_token).await;
+    let status = portal.url("/portal/groups/sales/status");
+    let (_, _, idle) = get(&reader, &status).await;
+    assert!(!idle.contains("Sync in progress"), "{idle}");
+    // As another server running the group would publish it.
+    let now = hubsync_core::now_micros();
+    let progress = RunProgress {
+        started_at: now,
+        updated_at: now,
+        members: vec![MemberProgress {
+            member: "branch1".into(),
+            leg: Some(hubsync_core::Leg::Download),
+            table: Some("items".into()),
+            table_pending: Some(5000),
+            table_rows: 1200,
+            uploaded: 0,
+            downloaded: 1200,
+            finished: false,
+        }],
+    };
+    portal.store.publish_progress("sales", &progress).await.unwrap();
+    let (_, _, running) = get(&reader, &status).await;
+    assert!(running.contains("Sync in progress"), "{running}");
+    assert!(running.contains("Table items from the hub: 1200 of about 5000 rows"), "{running}");
+    assert!(running.contains("1200 rows moved so far"), "{running}");
+    let stale = RunProgress { updated_at: now - 120_000_000, ..progress };
+    portal.store.publish_progress("sales", &stale).await.unwrap();
+    let (_, _, stopped) = get(&reader, &status).await;
+    assert!(!stopped.contains("Sync in progress"), "progress of a server that stopped is not shown");
+    portal.store.clear_progress("sales").await.unwrap();
+    assert!(portal.store.progress("sales").await.unwrap().is_none());
+}
+
 /// The end-to-end test in headless Chromium, driven over the WebDriver
 /// protocol by `chromedriver` (plain JSON over HTTP, so no client crate).
 mod browser {
@@ -553,7 +863,6 @@ mod browser {
     use std::time::{Duration, Instant};
 
     use base64::Engine as _;
-    use hubsync_server::runner::Runner;
     use hubsync_server::scheduler::Scheduler;
     use serde_json::{Value as Json, json};
     use sqlx::Connection as _;
@@ -745,8 +1054,8 @@ mod browser {
         let Some(driver) = Driver::start().await else { return };
         let portal = Portal::start().await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let runner = Runner::new(portal.store.clone(), portal.dir.path().to_path_buf(), 4);
-        let scheduler = Scheduler::new(portal.store.clone(), runner, "browser-test".into(), portal.wake.clone());
+        let scheduler =
+            Scheduler::new(portal.store.clone(), portal.runner.clone(), "browser-test".into(), portal.wake.clone());
         let scheduler = tokio::spawn(scheduler.run(stopped));
         let hub = portal.path("hub.db");
         sqlite_file(

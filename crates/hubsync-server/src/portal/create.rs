@@ -55,36 +55,44 @@ impl Errors {
         self.0.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
     }
 
-    fn add(&mut self, field: &'static str, message: impl Into<String>) {
+    /// Adds the message for a field.
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
         self.0.push((field, message.into()));
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether no field has a message.
+    pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
 
 /// One choice of a `<select>`.
 pub struct Choice {
-    value: &'static str,
-    label: &'static str,
-    selected: bool,
+    /// The value sent.
+    pub value: &'static str,
+    /// What the person reads.
+    pub label: &'static str,
+    /// Whether it is the current choice.
+    pub selected: bool,
 }
 
-fn choices(all: &[(&'static str, &'static str)], current: &str) -> Vec<Choice> {
+/// The options of a `<select>`, `current` selected.
+pub fn choices(all: &[(&'static str, &'static str)], current: &str) -> Vec<Choice> {
     all.iter().map(|&(value, label)| Choice { value, label, selected: value == current }).collect()
 }
 
 const DATABASE_TYPES: [(&str, &str); 3] =
     [("Sqlite", "SQLite"), ("PostgreSql", "PostgreSQL"), ("MySql", "MySQL or MariaDB")];
 
-const SCHEDULES: [(&str, &str); 3] = [
+/// How a group can sync, as the interval's `<select>` offers it.
+pub const SCHEDULES: [(&str, &str); 3] = [
     ("every", "Automatically, every…"),
     ("continuous", "Continuously (within a second of a change)"),
     ("manual", "Manually only (Sync now)"),
 ];
 
-const POLICIES: [(&str, &str); 3] =
+/// The conflict resolution policies, as their `<select>` offers them.
+pub const POLICIES: [(&str, &str); 3] =
     [("HubWin", "Hub wins"), ("MemberWin", "Member wins"), ("LastWriterWins", "Last writer wins (by commit time)")];
 
 const DIRECTIONS: [(&str, &str); 3] = [
@@ -93,7 +101,8 @@ const DIRECTIONS: [(&str, &str); 3] = [
     ("OneWayHubToMember", "From the hub (one way)"),
 ];
 
-fn unit_choices(current: &str) -> Vec<Choice> {
+/// The interval's units, largest first.
+pub fn unit_choices(current: &str) -> Vec<Choice> {
     let all: Vec<(&'static str, &'static str)> = UNITS.iter().rev().map(|(u, _)| (*u, *u)).collect();
     choices(&all, current)
 }
@@ -169,7 +178,8 @@ pub fn schedule_from(mode: &str, value: &str, unit: &str) -> Result<Schedule, St
         .ok_or_else(|| format!("The interval of {count} {unit} is not valid (InvalidSyncGroupInterval)."))
 }
 
-fn policy(text: &str) -> Option<ConflictPolicy> {
+/// The policy a `<select>` sent.
+pub fn policy(text: &str) -> Option<ConflictPolicy> {
     text.parse().ok()
 }
 
@@ -393,7 +403,8 @@ fn keep_password(slot: &mut Option<String>, typed: &mut String) {
     }
 }
 
-fn capitalise(text: &str) -> String {
+/// A message from below, as a sentence: capitalised, with a full stop.
+pub fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => {
@@ -503,7 +514,8 @@ pub async fn members_form(viewer: Viewer, State(state): State<PortalState>, Path
     }
 }
 
-/// `POST /portal/new/{draft}/members`: test, add or remove a member, or go on.
+/// `POST /portal/new/{draft}/members`: test, add (after a connection test)
+/// or remove a member, or go on.
 pub async fn members_submit(
     viewer: Viewer,
     State(state): State<PortalState>,
@@ -560,6 +572,13 @@ pub async fn members_submit(
         state.sessions.put_draft(&viewer.session, &id, draft.clone());
         return members_page(&viewer, &id, &draft, errors, None);
     };
+    // A member that cannot be reached is not added: the group would be
+    // created with a member that fails its first sync.
+    if let Some(Err(failed)) = test(Some(&database), &state).await {
+        state.sessions.put_draft(&viewer.session, &id, draft.clone());
+        let failed = format!("{failed} The member was not added; correct its details and try again.");
+        return members_page(&viewer, &id, &draft, errors, Some(Err(failed)));
+    }
     draft.members.push(MemberSpec { group: group.name.clone(), name, database, direction: chosen });
     draft.member_form =
         MemberForm { member_type: f.member_type.clone(), direction: f.direction.clone(), ..MemberForm::default() };
@@ -570,58 +589,88 @@ pub async fn members_submit(
 
 // ---- Step 3: tables and columns ----
 
-struct ColumnChoice {
-    index: usize,
-    name: String,
-    data_type: String,
-    key: bool,
-    checked: bool,
+/// A column's checkbox.
+pub struct ColumnChoice {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) data_type: String,
+    pub(crate) key: bool,
+    pub(crate) checked: bool,
 }
 
-struct TableChoice {
-    index: usize,
-    name: String,
-    reason: Option<String>,
-    checked: bool,
-    columns: Vec<ColumnChoice>,
+/// A table's checkbox with its columns' (`table_choices.html`).
+pub struct TableChoice {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) checked: bool,
+    pub(crate) columns: Vec<ColumnChoice>,
 }
 
 #[derive(Template)]
 #[template(path = "new_tables.html")]
 struct TablesPage {
-    layout: Layout,
-    draft: String,
-    step: u8,
-    group: String,
-    hub: String,
-    members: usize,
-    refreshed: String,
-    tables: Vec<TableChoice>,
-    schema_error: Option<String>,
-    error: Option<String>,
+    pub(crate) layout: Layout,
+    pub(crate) draft: String,
+    pub(crate) step: u8,
+    pub(crate) group: String,
+    pub(crate) hub: String,
+    pub(crate) members: usize,
+    pub(crate) refreshed: String,
+    pub(crate) tables: Vec<TableChoice>,
+    pub(crate) schema_error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// What the user ticked: tables by index, and columns as (table, column).
 #[derive(Debug, Default)]
-struct Selection {
+pub struct Selection {
     tables: Vec<usize>,
     columns: Vec<(usize, usize)>,
+    /// Whether this came from a form (else every column starts ticked).
     submitted: bool,
 }
 
-fn tables_page(
-    viewer: &Viewer,
-    id: &str,
-    draft: &Draft,
-    group: &GroupSpec,
-    selection: &Selection,
-    schema_error: Option<String>,
-    error: Option<String>,
-) -> Response {
-    let status =
-        if schema_error.is_some() || error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let tables = draft
-        .schema
+impl Selection {
+    /// What a tables form sent, with its `action`.
+    pub fn from_form(pairs: &[(String, String)]) -> (String, Selection) {
+        let mut selection = Selection { submitted: true, ..Selection::default() };
+        let mut action = String::new();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "action" => action.clone_from(value),
+                "table" => selection.tables.extend(value.parse::<usize>().ok()),
+                "col" => selection.columns.extend(
+                    value.split_once(':').and_then(|(t, c)| Some((t.parse::<usize>().ok()?, c.parse::<usize>().ok()?))),
+                ),
+                _ => {}
+            }
+        }
+        (action, selection)
+    }
+
+    /// The ticks a group's current sync schema makes on the hub's tables
+    /// (a table listed without columns has all of them).
+    pub fn of_group(schema: &DatabaseSchema, chosen: &[TableSpec]) -> Selection {
+        let mut selection = Selection { submitted: true, ..Selection::default() };
+        for (ti, table) in schema.tables.iter().enumerate() {
+            let Ok(name) = TableName::parse(&table.quoted_name) else { continue };
+            let Some(spec) = chosen.iter().find(|t| t.name == name) else { continue };
+            selection.tables.push(ti);
+            for (ci, column) in table.columns.iter().enumerate() {
+                if spec.columns.as_ref().is_none_or(|c| c.contains(&column.name)) {
+                    selection.columns.push((ti, ci));
+                }
+            }
+        }
+        selection
+    }
+}
+
+/// The checkboxes for a schema's tables: a table without a primary key
+/// shows the reason and nothing ticked, key columns are always ticked.
+pub fn table_choices(schema: Option<&DatabaseSchema>, selection: &Selection) -> Vec<TableChoice> {
+    schema
         .iter()
         .flat_map(|s| s.tables.iter())
         .enumerate()
@@ -656,7 +705,21 @@ fn tables_page(
                     .collect(),
             }
         })
-        .collect();
+        .collect()
+}
+
+fn tables_page(
+    viewer: &Viewer,
+    id: &str,
+    draft: &Draft,
+    group: &GroupSpec,
+    selection: &Selection,
+    schema_error: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let status =
+        if schema_error.is_some() || error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let tables = table_choices(draft.schema.as_ref(), selection);
     let page = TablesPage {
         layout: Layout::new("Create a sync group: tables", Some(viewer)),
         draft: id.to_string(),
@@ -717,18 +780,7 @@ pub async fn tables_submit(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let mut selection = Selection { submitted: true, ..Selection::default() };
-    let mut action = "";
-    for (key, value) in &pairs {
-        match key.as_str() {
-            "action" => action = value,
-            "table" => selection.tables.extend(value.parse::<usize>().ok()),
-            "col" => selection.columns.extend(
-                value.split_once(':').and_then(|(t, c)| Some((t.parse::<usize>().ok()?, c.parse::<usize>().ok()?))),
-            ),
-            _ => {}
-        }
-    }
+    let (action, selection) = Selection::from_form(&pairs);
     if action == "refresh" {
         draft.schema = None;
         let schema_error = ensure_schema(&state, &mut draft, &group).await;
@@ -755,7 +807,7 @@ pub async fn tables_submit(
 
 /// The sync schema the ticks describe: each chosen table with its chosen
 /// columns and always its primary key, in the hub's column order.
-fn chosen_tables(schema: &DatabaseSchema, selection: &Selection) -> Result<Vec<TableSpec>, String> {
+pub fn chosen_tables(schema: &DatabaseSchema, selection: &Selection) -> Result<Vec<TableSpec>, String> {
     let mut out = Vec::new();
     for (ti, table) in schema.tables.iter().enumerate() {
         if !selection.tables.contains(&ti) {

@@ -23,6 +23,19 @@ pub fn schedule_words(schedule: Schedule) -> String {
     }
 }
 
+/// A schedule as the interval form's fields hold it: the mode (`every`,
+/// `continuous`, `manual`), the count and its unit (the largest whole one).
+pub fn interval_fields(schedule: Schedule) -> (&'static str, String, &'static str) {
+    match schedule {
+        Schedule::Manual => ("manual", "5".to_string(), "minutes"),
+        Schedule::Continuous => ("continuous", "5".to_string(), "minutes"),
+        Schedule::EverySeconds(n) => {
+            let (unit, size) = UNITS.iter().find(|(_, size)| n % size == 0).copied().unwrap_or(("seconds", 1));
+            ("every", (n / size).to_string(), unit)
+        }
+    }
+}
+
 /// A stored time (µs since the epoch) for people: `2026-12-01 17:40:22 UTC`.
 pub fn time_words(micros: Option<i64>) -> String {
     match micros {
@@ -100,6 +113,13 @@ mod tests {
         assert_eq!(schedule_words(Schedule::EverySeconds(172_800)), "Every 2 days");
         assert_eq!(schedule_words(Schedule::Continuous), "Continuous");
         assert_eq!(schedule_words(Schedule::Manual), "Manual only");
+    }
+
+    #[test]
+    fn a_schedule_fills_the_interval_fields_in_its_largest_unit() {
+        assert_eq!(interval_fields(Schedule::EverySeconds(7200)), ("every", "2".to_string(), "hours"));
+        assert_eq!(interval_fields(Schedule::EverySeconds(90)), ("every", "90".to_string(), "seconds"));
+        assert_eq!(interval_fields(Schedule::Continuous).0, "continuous");
     }
 
     #[test]

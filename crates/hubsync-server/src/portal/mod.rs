@@ -7,6 +7,10 @@
 //! binary, which refreshes a group's state area every two seconds; every
 //! page works without it. Nothing is loaded from another host.
 //!
+//! A group's page also shows, per member, the rows pending in each direction
+//! ([`pending`]) and, while a sync runs, its progress as the running server
+//! publishes it in the store (so it shows whichever server runs the group).
+//!
 //! Routes: `/` (redirects), `/portal/...` (pages and forms) and
 //! `/portal/static/...`; nothing under `/v1`, `/metrics` or `/healthz`.
 
@@ -17,6 +21,7 @@
 mod create;
 mod format;
 mod pages;
+mod pending;
 pub mod session;
 pub mod svg;
 
@@ -28,6 +33,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::api::ApiState;
+use crate::runner::Runner;
+use pending::PendingCache;
 use session::Sessions;
 
 /// What every portal handler can reach.
@@ -37,11 +44,17 @@ pub struct PortalState {
     pub api: ApiState,
     /// The signed-in sessions of this process.
     pub sessions: Sessions,
+    /// The runner whose open connections count the rows pending per member.
+    pub runner: Runner,
+    /// Pending rows counted lately, so a page refreshing every two seconds
+    /// does not count them every time.
+    pub pending: PendingCache,
 }
 
-/// The portal's routes, to be merged into the API's router.
-pub fn router(state: ApiState) -> Router {
-    let state = PortalState { api: state, sessions: Sessions::default() };
+/// The portal's routes, to be merged into the API's router. `runner` is
+/// the server's own (its connections are reused to count pending rows).
+pub fn router(state: ApiState, runner: Runner) -> Router {
+    let state = PortalState { api: state, sessions: Sessions::default(), runner, pending: PendingCache::default() };
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal/groups") }))
         .route("/portal", get(|| async { Redirect::to("/portal/groups") }))
@@ -54,6 +67,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/portal/groups/{group}/status", get(pages::groups::status))
         .route("/portal/groups/{group}/sync", post(pages::groups::sync_now))
         .route("/portal/groups/{group}/cancel", post(pages::groups::cancel))
+        .route("/portal/groups/{group}/settings", post(pages::manage::save_settings))
+        .route("/portal/groups/{group}/tables", get(pages::manage::tables_form).post(pages::manage::tables_submit))
+        .route("/portal/groups/{group}/delete", get(pages::manage::delete_form).post(pages::manage::delete_submit))
+        .route(
+            "/portal/groups/{group}/members/{member}/remove",
+            get(pages::manage::remove_form).post(pages::manage::remove_submit),
+        )
         .route("/portal/groups/{group}/logs", get(pages::logs::logs))
         .route("/portal/groups/{group}/conflicts", get(pages::logs::conflicts))
         .route("/portal/new", get(create::start))

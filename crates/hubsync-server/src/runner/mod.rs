@@ -7,6 +7,7 @@
 //! with the outcome written to the metadata store instead of a terminal.
 
 mod endpoints;
+mod progress;
 mod text;
 
 use std::collections::HashMap;
@@ -18,15 +19,18 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use hubsync_core::{
-    Cancel, EndpointError, ErrorKind, Leg, SessionEvent, SessionObserver, SessionOptions, SessionReport, Side,
-    SyncTable, TableSelection, member_status, now_micros, provision_hub, provision_member, resolve_tables, sync_member,
+    Cancel, Direction, EndpointError, ErrorKind, Leg, MemberState, MemberStatus, SessionEvent, SessionObserver,
+    SessionOptions, SessionReport, Side, SyncTable, TableSelection, member_status, now_micros, provision_hub,
+    provision_member, resolve_tables, sync_member,
 };
 use hubsync_engines::AnyEndpoint;
 
 use self::endpoints::EndpointCache;
+pub use self::progress::PUBLISH_EVERY;
+use self::progress::ProgressBoard;
 use crate::metrics;
 use crate::model::{LogType, SyncGroupState, SyncMemberState};
-use crate::spec::{GroupSpec, Schedule, TableSpec};
+use crate::spec::{DatabaseSpec, GroupSpec, MemberSpec, Schedule, TableSpec};
 use crate::store::{
     ConflictRecord, GroupStatus, LogRecord, MemberStatusRecord, MetaStore, RunRecord, StoredGroup, StoredMember,
 };
@@ -65,6 +69,37 @@ pub struct RunSummary {
     /// The run's tracing id (shared by its log entries and history); empty
     /// when the group has no tables and nothing ran.
     pub tracing_id: String,
+}
+
+/// The rows waiting to move between a member and its hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingRows {
+    /// The hub or the member is not provisioned for the group's tables yet
+    /// (before its first sync): there are no watermarks to count from.
+    NotProvisioned,
+    /// Changes past the member's watermarks, summed over the group's tables;
+    /// `None` for a direction the member does not sync.
+    Counts {
+        /// Member changes the hub has not applied.
+        upload: Option<u64>,
+        /// Hub changes (not from this member) the member has not applied.
+        download: Option<u64>,
+    },
+}
+
+impl PendingRows {
+    /// The counts of a member's status, for the directions it syncs.
+    fn of(status: &MemberStatus, direction: Direction) -> PendingRows {
+        if status.state == MemberState::UnProvisioned {
+            return PendingRows::NotProvisioned;
+        }
+        let upload = status.tables.iter().map(|t| t.pending_upload).sum();
+        let download = status.tables.iter().map(|t| t.pending_download).sum();
+        PendingRows::Counts {
+            upload: direction.uploads().then_some(upload),
+            download: direction.downloads().then_some(download),
+        }
+    }
 }
 
 impl RunSummary {
@@ -110,6 +145,8 @@ struct RunContext<'a> {
     cancel: &'a Cancel,
     /// A continuous group's poll: quiet unless something happens.
     continuous: bool,
+    /// What the members' sessions have done so far, for portals.
+    progress: &'a ProgressBoard,
 }
 
 impl Runner {
@@ -164,13 +201,14 @@ impl Runner {
                 return summary;
             }
         };
-        let ctx = RunContext { group: spec, tracing_id, hub, tables, cancel, continuous };
+        let board = ProgressBoard::new(started_at, members.iter().map(|m| m.spec.name.as_str()));
+        let ctx = RunContext { group: spec, tracing_id, hub, tables, cancel, continuous, progress: &board };
         // Boxed so the run's future is provably `Send` (a stream mapped by a
         // closure that borrows hits a higher-ranked lifetime limitation).
         let syncs: Vec<BoxFuture<'_, MemberOutcome>> =
             members.iter().map(|member| self.sync_one(&ctx, member).boxed()).collect();
-        let outcomes: Vec<MemberOutcome> =
-            futures::stream::iter(syncs).buffer_unordered(self.parallel_members).collect().await;
+        let run = futures::stream::iter(syncs).buffer_unordered(self.parallel_members).collect::<Vec<MemberOutcome>>();
+        let outcomes = progress::while_publishing(&self.store, &spec.name, &board, run).await;
         let mut logged_conflicts = false;
         for outcome in &outcomes {
             summary.uploaded += outcome.uploaded;
@@ -201,6 +239,46 @@ impl Runner {
             self.set_group(spec, state, Some(now_micros())).await;
         }
         summary
+    }
+
+    /// Counts the rows waiting in each direction between `member` and its
+    /// hub (changes past the member's watermarks) through the runner's open
+    /// connections; nothing is written. The error says, for people, which
+    /// database could not be reached or read. It is not bounded in time:
+    /// callers that must answer quickly wrap it in a timeout.
+    pub async fn pending_rows(&self, group: &GroupSpec, member: &MemberSpec) -> Result<PendingRows, String> {
+        if group.tables.is_empty() {
+            return Ok(PendingRows::NotProvisioned);
+        }
+        let hub = self.open_existing(&group.name, "the hub", &group.hub).await?;
+        let db = self.open_existing(&group.name, &format!("member `{}`", member.name), &member.database).await?;
+        let selection: Vec<TableSelection> = group.tables.iter().map(TableSpec::selection).collect();
+        let tables = resolve_tables(&hub, &selection)
+            .await
+            .map_err(|e| format!("cannot read the sync schema on the hub ({}): {e}", group.hub.display()))?;
+        match member_status(&hub, &db, &group.name, &member.name, &tables).await {
+            Ok(status) => Ok(PendingRows::of(&status, member.direction)),
+            Err(e) => {
+                if endpoints::is_connection_error(e.kind) {
+                    // Which side failed is not known: reconnect both next time.
+                    self.endpoints.failed(&group.hub, &group.name, e.kind);
+                    self.endpoints.failed(&member.database, &group.name, e.kind);
+                }
+                Err(format!("cannot count the changes of member `{}`: {e}", member.name))
+            }
+        }
+    }
+
+    /// Opens a database through the cache, refusing to create a SQLite file
+    /// that does not exist yet (counting must not leave one behind).
+    async fn open_existing(&self, group: &str, what: &str, database: &DatabaseSpec) -> Result<AnyEndpoint, String> {
+        if let Some(missing) = crate::inspect::missing_sqlite_file(database, &self.base_dir) {
+            return Err(format!("{what}: {missing}"));
+        }
+        self.endpoints.open(database, &self.base_dir).await.map_err(|e| {
+            self.endpoints.failed(database, group, e.kind);
+            format!("cannot open {what} ({}): {e}", database.display())
+        })
     }
 
     /// Opens the hub, resolves the sync schema and provisions the hub.
@@ -269,8 +347,9 @@ impl Runner {
         metrics::sync_started(&group.name, name);
         let started_at = now_micros();
         let clock = Instant::now();
-        let tally = Tally::default();
+        let tally = Tally { member: name, progress: Some(ctx.progress), ..Tally::default() };
         let session = self.session(ctx, member, &tally).await;
+        ctx.progress.finished(name);
         let took = clock.elapsed();
         let (uploaded, downloaded) = match &session {
             Ok((report, _)) => (report.uploaded, report.downloaded),
@@ -359,7 +438,7 @@ impl Runner {
         &self,
         ctx: &RunContext<'_>,
         member: &StoredMember,
-        tally: &Tally,
+        tally: &Tally<'_>,
     ) -> Result<(SessionReport, AnyEndpoint), Failure> {
         let group = ctx.group;
         let database = &member.spec.database;
@@ -475,13 +554,11 @@ impl Runner {
         let name = &member.spec.name;
         match member_status(&ctx.hub, db, &ctx.group.name, name, &ctx.tables).await {
             Ok(status) => {
-                let direction = member.spec.direction;
-                let sum = |up: bool| -> u64 {
-                    status.tables.iter().map(|t| if up { t.pending_upload } else { t.pending_download }).sum()
-                };
                 // A direction the member does not sync never moves: nothing waits.
-                let upload = if direction.uploads() { sum(true) } else { 0 };
-                let download = if direction.downloads() { sum(false) } else { 0 };
+                let (upload, download) = match PendingRows::of(&status, member.spec.direction) {
+                    PendingRows::NotProvisioned => (0, 0),
+                    PendingRows::Counts { upload, download } => (upload.unwrap_or(0), download.unwrap_or(0)),
+                };
                 metrics::pending_changes(&ctx.group.name, name, upload, download);
             }
             Err(e) => {
@@ -561,16 +638,22 @@ fn recent(last_sync_time: Option<i64>) -> bool {
     last_sync_time.is_some_and(|t| now_micros() - t < refresh)
 }
 
-/// Counts the rows each leg committed, batch by batch, and logs progress at
-/// debug level (a continuous group polls four times a second).
+/// Counts the rows each leg committed, batch by batch, keeps the run's
+/// progress board up to date, and logs progress at debug level (a continuous
+/// group polls four times a second).
 #[derive(Default)]
-struct Tally {
+struct Tally<'a> {
     uploaded: AtomicU64,
     downloaded: AtomicU64,
+    member: &'a str,
+    progress: Option<&'a ProgressBoard>,
 }
 
-impl SessionObserver for Tally {
+impl SessionObserver for Tally<'_> {
     fn on_event(&self, event: SessionEvent<'_>) {
+        if let Some(board) = self.progress {
+            board.on_event(self.member, &event);
+        }
         match event {
             SessionEvent::RowsMoved { leg, table, rows } => {
                 let counter = if leg == Leg::Upload { &self.uploaded } else { &self.downloaded };

@@ -68,7 +68,7 @@ impl MetaStore {
     }
 
     /// Deletes a group with its members, logs, conflicts, history, schemas,
-    /// lease and requests, in one transaction. Returns whether it existed.
+    /// lease, requests and published progress, in one transaction. Returns whether it existed.
     pub async fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
         let doing = "deleting a sync group";
         let mut tx = self.begin(doing).await?;
@@ -79,6 +79,7 @@ impl MetaStore {
             "delete from hubsync_runs where group_name = $1",
             "delete from hubsync_leases where group_name = $1",
             "delete from hubsync_requests where group_name = $1",
+            "delete from hubsync_progress where group_name = $1",
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await.map_err(query_error(doing))?;
         }

@@ -6,7 +6,7 @@ use sqlx::AssertSqlSafe;
 use super::{Backend, MetaStore, StoreError, query_error};
 
 /// The newest schema version this build writes.
-pub(super) const LATEST_VERSION: i64 = 1;
+pub(super) const LATEST_VERSION: i64 = 2;
 
 /// Version 1. `{id}` is the backend's auto-increment key column, the only DDL
 /// that differs. Specs are JSON documents; columns exist for what is looked up
@@ -93,8 +93,17 @@ const V1: &[&str] = &[
     )",
 ];
 
+/// Version 2: the progress of running syncs, published by the server that
+/// runs a group (at most once a second) so that the portal of any server
+/// sharing the store can show it. One row per group, deleted when the run ends.
+const V2: &[&str] = &["create table hubsync_progress (
+        group_name text primary key,
+        progress text not null,
+        updated_at bigint not null
+    )"];
+
 /// Every migration step, in order: step `i` brings the store to version `i + 1`.
-const STEPS: &[&[&str]] = &[V1];
+const STEPS: &[&[&str]] = &[V1, V2];
 
 /// Serialises migrations of servers starting together on one PostgreSQL
 /// store (any constant shared by every hubsync build: "hubsync" in ASCII).

@@ -12,7 +12,10 @@ mod groups;
 mod leases;
 mod logs;
 mod migrations;
+mod progress;
 pub mod time;
+
+pub use progress::{MemberProgress, RunProgress};
 
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 
 pub mod groups;
 pub mod logs;
+pub mod manage;
 pub mod signin;
 
 use askama::Template;
