@@ -205,6 +205,21 @@ pub trait Endpoint: Send + Sync {
     /// row yet as a local change, so rows present before provisioning are synced.
     fn provision(&self, table: &TableSchema) -> impl Future<Output = Result<(), EndpointError>> + Send;
 
+    /// Provisions a table (as [`Endpoint::provision`]) on a database that is
+    /// the hub of a sync group, and records durably that it is.
+    ///
+    /// A database that was never provisioned as a hub for a table may write
+    /// changes it receives from its hub ([`crate::HUB_ORIGIN`]) without
+    /// tracking rows, as a member's bulk copy does (see
+    /// [`BulkTarget::record_tracking`]): a row it holds only from the hub has
+    /// nothing to send back. A hub must record every change it receives,
+    /// also one that reaches it as a member of another group, because its
+    /// own members read them; so this must be called (every sync does, before
+    /// its first session) before the database serves as a hub, and an engine
+    /// that skips tracking rows must first record the rows it received
+    /// without them.
+    fn provision_as_hub(&self, table: &TableSchema) -> impl Future<Output = Result<(), EndpointError>> + Send;
+
     /// Whether the table's tracking objects exist.
     fn is_provisioned(&self, table: &TableName) -> impl Future<Output = Result<bool, EndpointError>> + Send;
 

@@ -43,7 +43,7 @@ pub async fn resolve_tables<H: Endpoint>(
 /// Provisions change tracking for every table on the hub.
 pub async fn provision_hub<H: Endpoint>(hub: &H, tables: &[SyncTable]) -> Result<(), EndpointError> {
     for table in tables {
-        hub.provision(&table.schema)
+        hub.provision_as_hub(&table.schema)
             .await
             .map_err(|e| e.context(format!("provisioning table `{}` on the hub", table.schema.name)))?;
     }

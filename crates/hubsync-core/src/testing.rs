@@ -102,6 +102,9 @@ impl<E: Endpoint> Endpoint for FaultyEndpoint<E> {
     async fn provision(&self, table: &TableSchema) -> Result<(), EndpointError> {
         self.inner.provision(table).await
     }
+    async fn provision_as_hub(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        self.inner.provision_as_hub(table).await
+    }
     async fn is_provisioned(&self, table: &TableName) -> Result<bool, EndpointError> {
         self.inner.is_provisioned(table).await
     }

@@ -138,6 +138,10 @@ impl Endpoint for AnyEndpoint {
         dispatch!(self, e => e.provision(table).await)
     }
 
+    async fn provision_as_hub(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        dispatch!(self, e => e.provision_as_hub(table).await)
+    }
+
     async fn is_provisioned(&self, table: &TableName) -> Result<bool, EndpointError> {
         dispatch!(self, e => e.is_provisioned(table).await)
     }

@@ -223,16 +223,80 @@ async fn statement_triggers_track_bulk_updates_key_updates_and_origins() {
     assert_eq!(deletes.iter().map(|c| c.key.clone()).collect::<Vec<_>>(), vec![vec![Value::Integer(100)]]);
     let upserts = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
     assert!(upserts.iter().any(|c| c.key == vec![Value::Integer(1000)]));
-    // Applied changes carry the peer as origin; local ones stay local.
-    let change = upsert(vec![Value::Integer(7), text("from the hub")]);
-    d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", vec![change])).await.unwrap();
-    let from_hub = d.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
-    let seven = from_hub.iter().find(|c| c.key == vec![Value::Integer(7)]).unwrap();
-    assert_eq!((seven.origin.as_str(), seven.changed_at), ("hub", 42));
+    // Applied changes carry the peer as origin (here a hub's, receiving
+    // from member `m1`); local ones stay local.
+    let change = upsert(vec![Value::Integer(7), text("from m1")]);
+    d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "m1", vec![change])).await.unwrap();
+    let from_m1 = d.read(&schema, ChangeKind::Upsert, &OriginFilter::NotFrom("x".into())).await;
+    let seven = from_m1.iter().find(|c| c.key == vec![Value::Integer(7)]).unwrap();
+    assert_eq!((seven.origin.as_str(), seven.changed_at), ("m1", 42));
     d.exec(r#"UPDATE "t" SET "v" = 'local' WHERE "id" = 7"#).await;
     let local = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
     assert!(local.iter().any(|c| c.key == vec![Value::Integer(7)]));
-    assert_eq!(d.ep.watermarks("s", "hub", &schema.name).await.unwrap().upserts, 1);
+    assert_eq!(d.ep.watermarks("s", "m1", &schema.name).await.unwrap().upserts, 1);
+    d.finish().await;
+}
+
+/// Each change's (integer) key and origin, by key.
+fn keys_and_origins(changes: &[Change]) -> Vec<(Value, String)> {
+    let mut out: Vec<(Value, String)> = changes.iter().map(|c| (c.key[0].clone(), c.origin.clone())).collect();
+    out.sort_by_key(|(k, _)| match k {
+        Value::Integer(i) => *i,
+        _ => i64::MAX,
+    });
+    out
+}
+
+#[tokio::test]
+async fn a_member_records_what_its_hub_sends_once_it_is_a_hub_itself() {
+    let Some(d) = db("hubrole").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY, "v" text)"#).await;
+    d.exec(r#"INSERT INTO "t" VALUES (1, 'local'), (2, 'local')"#).await;
+    let schema = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&schema).await.unwrap();
+    let upserts = |rows: &[(i64, &str)]| -> Vec<Change> {
+        rows.iter().map(|(id, v)| upsert(vec![Value::Integer(*id), text(v)])).collect()
+    };
+    // A member only. Its hub has received both local rows (as far as row 2
+    // goes): a change to row 2 and a new row 3 are written without tracking
+    // rows; row 1's local change the hub has not received is a conflict, and
+    // the winner (HubWin) is written with its tracking row, as before.
+    let mut first = batch(&schema, ChangeKind::Upsert, "hub", upserts(&[(1, "h1"), (2, "h2"), (3, "h3")]));
+    let row_two_version = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await[1].version;
+    first.peer_has_received = Watermarks { upserts: row_two_version, deletes: 0 };
+    // Row 1 shares that version (one provisioning); a later local change
+    // makes it one the hub has not received.
+    d.exec(r#"UPDATE "t" SET "v" = 'later' WHERE "id" = 1"#).await;
+    let outcome = d.ep.apply_changes(first).await.unwrap();
+    assert_eq!((outcome.applied, outcome.conflicts.len()), (3, 1));
+    assert_eq!(d.strings(r#"SELECT "v" FROM "t" ORDER BY "id""#).await, ["h1", "h2", "h3"]);
+    let everything = OriginFilter::NotFrom("m2".into());
+    let tracked = d.read(&schema, ChangeKind::Upsert, &everything).await;
+    assert_eq!(keys_and_origins(&tracked), [(Value::Integer(1), "hub".into()), (Value::Integer(2), String::new())]);
+    // Nothing received goes back up as a local change.
+    let local = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    assert_eq!(keys_and_origins(&local), [(Value::Integer(2), String::new())]);
+    assert!(local[0].version <= row_two_version);
+
+    // Now the hub of another group: the row it holds only from its hub gets
+    // a tracking row with its hub as origin, for its own members to read,
+    // and its hub's later changes are recorded.
+    d.ep.provision_as_hub(&schema).await.unwrap();
+    let tracked = d.read(&schema, ChangeKind::Upsert, &everything).await;
+    assert!(keys_and_origins(&tracked).contains(&(Value::Integer(3), "hub".into())), "{tracked:?}");
+    assert_eq!(tracked.len(), 3);
+    d.ep.apply_changes(batch(&schema, ChangeKind::Upsert, "hub", upserts(&[(4, "h4")]))).await.unwrap();
+    let delete = Change { key: vec![Value::Integer(2)], version: 1, origin: String::new(), changed_at: 42, row: None };
+    d.ep.apply_changes(batch(&schema, ChangeKind::Delete, "hub", vec![delete])).await.unwrap();
+    let tracked = d.read(&schema, ChangeKind::Upsert, &everything).await;
+    assert!(keys_and_origins(&tracked).contains(&(Value::Integer(4), "hub".into())), "{tracked:?}");
+    let deleted = d.read(&schema, ChangeKind::Delete, &everything).await;
+    assert_eq!(keys_and_origins(&deleted), [(Value::Integer(2), "hub".into())]);
+    // Still nothing of it in the uploads to its own hub.
+    assert!(d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await.is_empty());
+    // Provisioning again changes nothing.
+    d.ep.provision_as_hub(&schema).await.unwrap();
+    assert_eq!(d.read(&schema, ChangeKind::Upsert, &everything).await.len(), 3);
     d.finish().await;
 }
 

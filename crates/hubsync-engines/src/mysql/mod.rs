@@ -152,6 +152,11 @@ impl Endpoint for MySqlEndpoint {
         tracking::provision(&self.pool, &self.database, table).await
     }
 
+    /// This engine records every received change, so a hub needs nothing more.
+    async fn provision_as_hub(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        self.provision(table).await
+    }
+
     async fn is_provisioned(&self, table: &TableName) -> Result<bool, EndpointError> {
         tracking::is_provisioned(&self.pool, &self.database, table).await
     }

@@ -12,7 +12,9 @@ use super::errors::ctx;
 use super::introspect::{Shape, shape};
 use super::query;
 use super::scope::store_watermark;
-use super::tracking::{DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold, pk_columns, require_tracking};
+use super::tracking::{
+    DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold, pk_columns, records_received, require_tracking,
+};
 use super::values::{LocalColumn, PgQuery, WireArray, read_values};
 
 /// Applies a batch atomically (see [`hubsync_core::Endpoint::apply_changes`]).
@@ -52,12 +54,14 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
     let mut outcome = ApplyOutcome::default();
     if !batch.changes.is_empty() {
         check_widths(table, &shape, batch)?;
+        let track = records_received(conn, &table.name, batch.peer).await?;
         // Judging needs every committed local change in the tracking table.
         fold(conn, &names, shape.keys.len()).await?;
         // One statement writes every change whose key the peer has seen last
         // (no conflict is possible) and returns the others' local state.
         let all: Vec<&Change> = batch.changes.iter().collect();
-        let (written, candidates) = write(conn, table, &shape, &names, batch, &all, true).await?;
+        let (written, candidates) =
+            write(conn, table, &shape, &names, batch, &all, Write { judge: true, track }).await?;
         let mut winners = Vec::new();
         for (index, local) in &candidates {
             match batch.judge(local, &batch.changes[*index]) {
@@ -73,7 +77,13 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
         }
         // The changes that won their conflict, written the same way.
         let won =
-            if winners.is_empty() { 0 } else { write(conn, table, &shape, &names, batch, &winners, false).await?.0 };
+            // Always with tracking rows: a conflict's outcome is what later
+            // sessions judge against, and conflicts are few.
+            if winners.is_empty() {
+                0
+            } else {
+                write(conn, table, &shape, &names, batch, &winners, Write { judge: false, track: true }).await?.0
+            };
         let applied = written + won;
         if applied > 0 && batch.kind == ChangeKind::Upsert {
             advance_sequences(conn, table, &shape).await?;
@@ -84,6 +94,15 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
     }
     store_watermark(conn, batch.scope, batch.peer, &table.name, batch.kind, batch.watermark).await?;
     Ok(outcome)
+}
+
+/// How [`write`] writes a set of changes.
+#[derive(Debug, Clone, Copy)]
+struct Write {
+    /// Leave changes that may conflict unwritten and return them for judging.
+    judge: bool,
+    /// Write tracking rows with the changes.
+    track: bool,
 }
 
 /// Refuses changes whose shape does not match the synced table.
@@ -167,6 +186,9 @@ fn bind_arrays(mut q: PgQuery<'_>, arrays: Vec<WireArray>) -> PgQuery<'_> {
 /// so the local state is the one the batch meets. Without `judge`, every
 /// change is written (changes the caller already judged).
 ///
+/// Without `track`, the changes are written without tracking rows (a member
+/// receiving from its hub, see [`records_received`]).
+///
 /// Returns the rows written and the changes left for judging (by their place
 /// in `changes`).
 async fn write(
@@ -176,8 +198,9 @@ async fn write(
     names: &TrackingNames,
     batch: &ApplyBatch<'_>,
     changes: &[&Change],
-    judge: bool,
+    mode: Write,
 ) -> Result<(u64, Vec<(usize, LocalState)>), EndpointError> {
+    let Write { judge, track } = mode;
     let t = qualified(&table.name);
     let keys: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
     let pks = pk_columns(shape.keys.len());
@@ -270,17 +293,25 @@ async fn write(
     let on: Vec<String> = w_keys.iter().zip(&staged_keys).map(|(w, i)| format!("{w} = {i}")).collect();
     let set = "version = excluded.version, origin = excluded.origin, deleted = excluded.deleted, \
                changed_at = excluded.changed_at, seq = excluded.seq";
+    // The rows written, counted from their tracking rows or from the writes.
+    let tracking = if track {
+        format!(
+            ", k AS (INSERT INTO {tr} AS tr ({pks}, version, origin, deleted, changed_at, seq) \
+             SELECT {w_keys}, {VERSION_EXPR}, $1, {deleted}, i.changed_at, {NEXT_SEQ} FROM w JOIN i ON {on} \
+             ON CONFLICT ({pks}) DO UPDATE SET {set} RETURNING 1)",
+            pks = pks.join(", "),
+            w_keys = w_keys.join(", "),
+            deleted = batch.kind == ChangeKind::Delete,
+            on = on.join(" AND "),
+        )
+    } else {
+        String::new()
+    };
+    let counted = if track { "k" } else { "w" };
     let sql = format!(
-        "WITH i AS (SELECT i.changed_at, {typed}, i.n FROM {unnest}){candidates}, w AS ({modify}), \
-         k AS (INSERT INTO {tr} AS tr ({pks}, version, origin, deleted, changed_at, seq) \
-         SELECT {w_keys}, {VERSION_EXPR}, $1, {deleted}, i.changed_at, {NEXT_SEQ} FROM w JOIN i ON {on} \
-         ON CONFLICT ({pks}) DO UPDATE SET {set} RETURNING 1) \
-         SELECT (SELECT count(*) FROM k){candidate_columns} FROM (VALUES (1)) AS one (x){from_candidates}",
+        "WITH i AS (SELECT i.changed_at, {typed}, i.n FROM {unnest}){candidates}, w AS ({modify}){tracking} \
+         SELECT (SELECT count(*) FROM {counted}){candidate_columns} FROM (VALUES (1)) AS one (x){from_candidates}",
         typed = typed_columns(typed_source),
-        pks = pks.join(", "),
-        w_keys = w_keys.join(", "),
-        deleted = batch.kind == ChangeKind::Delete,
-        on = on.join(" AND "),
     );
     let q = query(sql)
         .bind(batch.peer.to_string())

@@ -114,7 +114,11 @@ impl Endpoint for PgEndpoint {
     }
 
     async fn provision(&self, table: &TableSchema) -> Result<(), EndpointError> {
-        tracking::provision(&self.pool, table).await
+        tracking::provision(&self.pool, table, false).await
+    }
+
+    async fn provision_as_hub(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        tracking::provision(&self.pool, table, true).await
     }
 
     async fn is_provisioned(&self, table: &TableName) -> Result<bool, EndpointError> {

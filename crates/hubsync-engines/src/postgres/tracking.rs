@@ -18,7 +18,7 @@
 //! locks, a direct write per row after the row's), and a fold never replaces
 //! a later write with an earlier one.
 
-use hubsync_core::{EndpointError, ErrorKind, SchemaError, TableName, TableSchema};
+use hubsync_core::{EndpointError, ErrorKind, HUB_ORIGIN, SchemaError, TableName, TableSchema};
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::dialect::{DEFAULT_SCHEMA, HUBSYNC_SCHEMA, in_hubsync, qualified, quote_ident};
@@ -36,7 +36,15 @@ pub(crate) const ORIGIN_EXPR: &str = "coalesce(current_setting('hubsync.origin',
 pub(crate) const NOW_EXPR: &str = "(extract(epoch from clock_timestamp()) * 1000000)::int8";
 
 /// The shared tables, in creation order; dropped when no tracked table remains.
-pub(crate) const SHARED_TABLES: [&str; 2] = ["scope", "session"];
+pub(crate) const SHARED_TABLES: [&str; 3] = ["scope", "session", HUB_TABLES];
+
+/// The shared table naming the tables this database is a hub for (see
+/// [`records_received`]).
+const HUB_TABLES: &str = "hub_tables";
+
+/// The hub tables' DDL: one row per table provisioned as a hub's, by
+/// [`table_key`].
+const HUB_TABLES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"hubsync\".\"hub_tables\" (table_name text PRIMARY KEY)";
 
 /// The shared sequence ordering the writes to tracking tables and logs.
 const SEQUENCE: &str = "seq";
@@ -170,7 +178,7 @@ pub(crate) async fn lock_ddl(conn: &mut PgConnection) -> Result<(), EndpointErro
 pub(crate) async fn ensure_shared(conn: &mut PgConnection) -> Result<(), EndpointError> {
     let schema = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(HUBSYNC_SCHEMA));
     let sequence = format!("CREATE SEQUENCE IF NOT EXISTS {}", in_hubsync(SEQUENCE));
-    for ddl in [schema.as_str(), SCOPE_DDL, SESSION_DDL, sequence.as_str()] {
+    for ddl in [schema.as_str(), SCOPE_DDL, SESSION_DDL, HUB_TABLES_DDL, sequence.as_str()] {
         query(ddl.to_string()).execute(&mut *conn).await.map_err(ctx("creating hubsync's shared tables"))?;
     }
     Ok(())
@@ -535,8 +543,91 @@ pub(crate) async fn record_rows(
     Ok(done.rows_affected())
 }
 
-/// Provisions one table in one transaction (see [`hubsync_core::Endpoint::provision`]).
-pub(crate) async fn provision(pool: &PgPool, table: &TableSchema) -> Result<(), EndpointError> {
+/// Records that this database is a hub for the table, inside provisioning's
+/// transaction (which holds the DDL lock, so no apply that leaves out
+/// tracking rows runs meanwhile: see [`records_received`]).
+///
+/// The first time, rows that have no tracking row yet get one with origin
+/// [`HUB_ORIGIN`]: on a tracking table that existed before, such rows came
+/// from this database's own hub while it was a member only (a bulk copy, or
+/// changes applied without tracking rows), and the members of the group it
+/// is now a hub of must read them. They stay out of this database's own
+/// uploads to its hub, which only send local changes.
+async fn mark_hub(
+    conn: &mut PgConnection,
+    table: &TableSchema,
+    names: &TrackingNames,
+    tracking_existed: bool,
+) -> Result<(), EndpointError> {
+    let context = format!("recording that this database is the hub of `{}`", table.name);
+    let marked = query("INSERT INTO \"hubsync\".\"hub_tables\" (table_name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(table_key(&table.name))
+        .execute(&mut *conn)
+        .await
+        .map_err(ctx(&context))?
+        .rows_affected();
+    if marked > 0 && tracking_existed {
+        // Once: the application's writes wait, so none logs a change between
+        // the fold and the recording (its log row would lose to the newer
+        // tracking row recorded here).
+        query(format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", qualified(&table.name)))
+            .execute(&mut *conn)
+            .await
+            .map_err(ctx(&context))?;
+        // Logged changes first, so the rows they cover have tracking rows.
+        fold(conn, names, table.primary_key.len()).await?;
+        record_rows(conn, table, names, HUB_ORIGIN, false).await?;
+    }
+    Ok(())
+}
+
+/// Whether a transaction applying changes from `peer` must write tracking
+/// rows for them: always, unless this database is a member receiving from
+/// its hub and was never provisioned as a hub for the table (see
+/// [`hubsync_core::Endpoint::provision_as_hub`]).
+///
+/// Tracking rows are half the cost of applying a batch of updates on a
+/// member (the row's update and the tracking row's upsert cost about the
+/// same), and a member needs them for nothing: its uploads send local changes
+/// only, and a row's stale tracking row (a local change the hub has already
+/// received, or none) never counts as a conflict, because the hub's
+/// watermark of what it received only grows. Local changes the hub has not
+/// received are conflict candidates, judged and written with tracking rows
+/// as before.
+///
+/// The answer holds until the transaction ends: when it is `false`, the
+/// transaction holds hubsync's DDL lock in shared mode, so provisioning as a
+/// hub (which takes it exclusively and then records the untracked rows)
+/// waits for it to commit.
+pub(crate) async fn records_received(
+    conn: &mut PgConnection,
+    table: &TableName,
+    peer: &str,
+) -> Result<bool, EndpointError> {
+    if peer != HUB_ORIGIN {
+        return Ok(true);
+    }
+    let context = format!("checking whether this database is a hub for `{table}`");
+    query("SELECT pg_advisory_xact_lock_shared($1)").bind(DDL_LOCK).execute(&mut *conn).await.map_err(ctx(&context))?;
+    // Provisioned before hub tables existed: record, as then.
+    if !hubsync_table_exists(conn, HUB_TABLES).await? {
+        return Ok(true);
+    }
+    // A statement after the lock: its snapshot sees a mark committed while
+    // this transaction waited.
+    let hub = query("SELECT EXISTS (SELECT 1 FROM \"hubsync\".\"hub_tables\" WHERE table_name = $1)")
+        .bind(table_key(table))
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|r| r.try_get::<bool, _>(0))
+        .map_err(ctx(&context))?;
+    Ok(hub)
+}
+
+/// Provisions one table in one transaction (see [`hubsync_core::Endpoint::provision`]);
+/// `as_hub` also records that this database is a hub for the table (see
+/// [`hubsync_core::Endpoint::provision_as_hub`] and [`records_received`]).
+pub(crate) async fn provision(pool: &PgPool, table: &TableSchema, as_hub: bool) -> Result<(), EndpointError> {
     if table.primary_key.is_empty() {
         return Err(SchemaError::NoPrimaryKey { table: table.name.clone() }.into());
     }
@@ -569,6 +660,9 @@ pub(crate) async fn provision(pool: &PgPool, table: &TableSchema) -> Result<(), 
                 .execute(&mut *tx)
                 .await
                 .map_err(ctx(format_args!("analyzing the tracking table of `{}`", table.name)))?;
+        }
+        if as_hub {
+            mark_hub(&mut tx, table, &names, existed).await?;
         }
         Ok(())
     }
@@ -628,6 +722,13 @@ pub(crate) async fn deprovision(pool: &PgPool, tables: &[TableName]) -> Result<V
                 .execute(&mut *tx)
                 .await
                 .map_err(ctx(format_args!("removing the watermarks of `{table}`")))?;
+        }
+        if hubsync_table_exists(&mut tx, HUB_TABLES).await? {
+            query("DELETE FROM \"hubsync\".\"hub_tables\" WHERE table_name = $1")
+                .bind(table_key(table))
+                .execute(&mut *tx)
+                .await
+                .map_err(ctx(format_args!("removing the hub mark of `{table}`")))?;
         }
     }
     let remaining: i64 = query(

@@ -142,6 +142,11 @@ impl Endpoint for SqliteEndpoint {
         tracking::provision(&self.pool, table).await
     }
 
+    /// This engine records every received change, so a hub needs nothing more.
+    async fn provision_as_hub(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        self.provision(table).await
+    }
+
     async fn is_provisioned(&self, table: &TableName) -> Result<bool, EndpointError> {
         dialect::check_schema(table)?;
         let mut conn =
