@@ -5,7 +5,7 @@
 use futures::TryStreamExt;
 use hubsync_core::{BulkItem, BulkTarget, ChangeKind, EndpointError, ErrorKind, TableSchema, Version};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use super::apply::advance_sequences;
@@ -247,7 +247,7 @@ pub(crate) async fn copy_direct(pool: &PgPool, source: &str, target: BulkTarget<
     let context = format!("copying `{}` from `{label}`", table.name);
     let options: PgConnectOptions = source.parse().map_err(|e| open_failed(e, &label))?;
     let options = super::session_options(options);
-    let mut src = options.connect().await.map_err(|e| open_failed(e, &label))?;
+    let mut src = super::connect_patiently(&options, &label).await?;
     let copied = copy_from(pool, &mut src, target).await.map_err(|e| e.context(&context));
     let _ = src.close().await;
     copied

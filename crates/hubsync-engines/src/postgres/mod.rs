@@ -21,7 +21,7 @@ use hubsync_core::{
     SessionRecord, TableName, TableSchema, Version, Watermarks,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, PgPool};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 pub use dialect::quote_ident;
@@ -63,6 +63,28 @@ pub struct PgEndpoint {
     url: String,
 }
 
+/// Opens one connection, waiting while the server is full (`too many
+/// clients`, SQLSTATE 53300) or starting up (57P03), as the pool does for
+/// its own connections, up to [`ACQUIRE_TIMEOUT`]; any other failure at once.
+pub(crate) async fn connect_patiently(options: &PgConnectOptions, label: &str) -> Result<PgConnection, EndpointError> {
+    let deadline = tokio::time::Instant::now() + ACQUIRE_TIMEOUT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match options.connect().await {
+            Ok(conn) => return Ok(conn),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("53300" | "57P03"))
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::debug!(database = label, error = %db, "PostgreSQL refused a connection for now; retrying.");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(open_failed(e, label)),
+        }
+    }
+}
+
 impl PgEndpoint {
     /// Opens a pool on the server a URL names, labelled `label` in messages.
     /// Connects once at once, so a wrong URL fails here with
@@ -71,7 +93,7 @@ impl PgEndpoint {
         let options = session_options(url.parse().map_err(|e| open_failed(e, &label))?);
         // One plain connection first: the pool would retry a refused
         // connection until its acquire timeout; a wrong URL should fail now.
-        let probe = options.connect().await.map_err(|e| open_failed(e, &label))?;
+        let probe = connect_patiently(&options, &label).await?;
         let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)

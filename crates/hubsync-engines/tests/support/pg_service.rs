@@ -39,10 +39,27 @@ fn services_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("HUBSYNC_REQUIRE_SERVICES").is_some()
 }
 
+/// Connects to the admin database. Parallel suites can fill the server's
+/// connection slots for a moment (`too many clients`, SQLSTATE 53300): that
+/// is waited out, for up to a minute, instead of failing the test.
+async fn connect_admin() -> Result<PgConnection, sqlx::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match PgConnection::connect(&admin_url()).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("53300") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `None` when the server is reachable, else why not (after saying loudly
 /// that the test is skipped). Panics when services are required.
 pub async fn server_unavailable() -> Option<String> {
-    match PgConnection::connect(&admin_url()).await {
+    match connect_admin().await {
         Ok(conn) => {
             let _ = conn.close().await;
             None
@@ -65,7 +82,7 @@ pub async fn create_database(label: &str) -> (String, String) {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let slug: String = label.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect::<String>().to_lowercase();
     let db = format!("hubsync_t_{}_{n}_{nanos:x}_{slug}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url()).await.expect("connecting to the PostgreSQL test server");
+    let mut admin = connect_admin().await.expect("connecting to the PostgreSQL test server");
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
         .execute(&mut admin)
         .await
@@ -77,7 +94,7 @@ pub async fn create_database(label: &str) -> (String, String) {
 
 /// Drops a test database, disconnecting whoever is still on it.
 pub async fn drop_database(db: &str) {
-    let mut admin = PgConnection::connect(&admin_url()).await.expect("connecting to the test server");
+    let mut admin = connect_admin().await.expect("connecting to the test server");
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
         .execute(&mut admin)
         .await
