@@ -247,6 +247,24 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 30_000;
 /// reporting the store unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Switches a SQLite store to WAL. The switch needs the file to itself and
+/// does not wait on the busy timeout, so while another opener of the same
+/// new file migrates it, it is retried for as long as that timeout.
+async fn set_wal(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(SQLITE_BUSY_TIMEOUT_MS));
+    loop {
+        match sqlx::query("pragma journal_mode = wal").execute(pool).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5)
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
 /// The metadata store. Cheap to clone (a pool).
 #[derive(Debug, Clone)]
 pub struct MetaStore {
@@ -288,7 +306,7 @@ impl MetaStore {
         if backend == Backend::Sqlite {
             // WAL lets readers run beside the writer; the mode is stored in
             // the file, so setting it once per open is enough.
-            sqlx::query("pragma journal_mode = wal").execute(&pool).await.map_err(open_error)?;
+            set_wal(&pool).await.map_err(open_error)?;
         }
         let store = MetaStore { pool, backend, key };
         store.migrate().await?;
