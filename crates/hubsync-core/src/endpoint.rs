@@ -6,6 +6,7 @@
 //! or duplicates data.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -52,7 +53,8 @@ pub struct ApplyBatch<'a> {
     /// The kind of every change in the batch.
     pub kind: ChangeKind,
     /// The changes, in version order. May be empty (the watermark still moves).
-    pub changes: Vec<Change>,
+    /// Shared, so a batch kept for a retry costs no copy of its rows.
+    pub changes: Arc<[Change]>,
     /// How far the peer has received this table's changes from the receiving
     /// database; a local change above it (of another origin) is a conflict.
     pub peer_has_received: Watermarks,
@@ -312,6 +314,16 @@ pub trait Endpoint: Send + Sync {
     ) -> impl Future<Output = Result<Option<u64>, EndpointError>> + Send {
         let _ = (source, target);
         async { Ok(None) }
+    }
+
+    /// Housekeeping after sessions, off the path of the changes themselves:
+    /// merges what change capture logged since the last time into the
+    /// tracking tables, where an engine keeps such a log (PostgreSQL), so
+    /// reads and conflict checks stay cheap. Reads are complete without it;
+    /// drivers call it once the members of a run are synced. Returns how
+    /// many tracking rows it wrote.
+    fn compact(&self) -> impl Future<Output = Result<u64, EndpointError>> + Send {
+        async { Ok(0) }
     }
 
     /// Stores the outcome of the last session with `peer` (for status).

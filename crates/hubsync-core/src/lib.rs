@@ -27,7 +27,7 @@ pub use provision::{MemberProvisioning, TableSelection, provision_hub, provision
 pub use schema::{CanonicalType, Column, ForeignKey, Index, SchemaError, TableName, TableSchema};
 pub use session::{
     Cancel, Direction, HUB_ORIGIN, Leg, LogObserver, SessionError, SessionEvent, SessionObserver, SessionOptions,
-    SessionReport, SyncTable, TableStats, now_micros, sync_member,
+    SessionReport, SyncTable, TableStats, compact_after_sync, now_micros, sync_member,
 };
 pub use state::{MemberState, SessionRecord};
 pub use status::{MemberStatus, TableStatus, member_status};

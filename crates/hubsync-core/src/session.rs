@@ -337,6 +337,29 @@ pub async fn sync_member<H: Endpoint, M: Endpoint>(
     })
 }
 
+/// Runs [`Endpoint::compact`] once a run's sessions with `endpoint` are
+/// over. Housekeeping only: a failure is logged, never the run's failure
+/// (every read is complete without it, and the next run tries again).
+pub async fn compact_after_sync<E: Endpoint>(endpoint: &E, role: &str) {
+    let started = Instant::now();
+    match endpoint.compact().await {
+        Ok(0) => {}
+        Ok(folded) => tracing::debug!(
+            database = endpoint.label(),
+            role,
+            folded,
+            seconds = started.elapsed().as_secs_f64(),
+            "Folded the change log into the tracking tables."
+        ),
+        Err(e) => tracing::warn!(
+            database = endpoint.label(),
+            role,
+            error = %e,
+            "Could not fold the change log after the sync; the next sync tries again."
+        ),
+    }
+}
+
 async fn run_legs<H: Endpoint, M: Endpoint>(
     hub: &H,
     member: &M,
@@ -586,7 +609,7 @@ async fn move_changes<S: Endpoint, T: Endpoint>(
             peer: plan.source_tag,
             table: schema,
             kind,
-            changes,
+            changes: changes.into(),
             peer_has_received: tl.seen,
             resolver,
             watermark,

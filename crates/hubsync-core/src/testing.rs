@@ -154,6 +154,9 @@ impl<E: Endpoint> Endpoint for FaultyEndpoint<E> {
         self.check()?;
         self.inner.bulk_load(target, rx).await
     }
+    async fn compact(&self) -> Result<u64, EndpointError> {
+        self.inner.compact().await
+    }
     async fn record_session(&self, scope: &str, peer: &str, record: &SessionRecord) -> Result<(), EndpointError> {
         self.inner.record_session(scope, peer, record).await
     }

@@ -204,6 +204,10 @@ impl Endpoint for AnyEndpoint {
         dispatch!(self, e => e.bulk_load(target, rx).await)
     }
 
+    async fn compact(&self) -> Result<u64, EndpointError> {
+        dispatch!(self, e => e.compact().await)
+    }
+
     async fn record_session(&self, scope: &str, peer: &str, record: &SessionRecord) -> Result<(), EndpointError> {
         dispatch!(self, e => e.record_session(scope, peer, record).await)
     }

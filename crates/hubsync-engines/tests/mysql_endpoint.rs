@@ -147,7 +147,7 @@ fn batch<'a>(table: &'a TableSchema, kind: ChangeKind, changes: Vec<Change>, wat
         peer: "hub",
         table,
         kind,
-        changes,
+        changes: changes.into(),
         peer_has_received: Watermarks::default(),
         resolver: ConflictResolver { policy: ConflictPolicy::HubWin, receiver: Side::Member },
         watermark,

@@ -78,7 +78,7 @@ fn batch<'a>(
         peer: "hub",
         table,
         kind,
-        changes,
+        changes: changes.into(),
         peer_has_received: received,
         resolver: ConflictResolver { policy: ConflictPolicy::HubWin, receiver: Side::Member },
         watermark,

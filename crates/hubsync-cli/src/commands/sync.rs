@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use futures::StreamExt;
 use hubsync_core::{
-    Cancel, SessionOptions, SessionReport, SyncTable, TableName, provision_hub, provision_member, sync_member,
+    Cancel, SessionOptions, SessionReport, SyncTable, TableName, compact_after_sync, provision_hub, provision_member,
+    sync_member,
 };
 use hubsync_engines::AnyEndpoint;
 
@@ -131,6 +132,7 @@ async fn sync_group(
         .buffered(PARALLEL_MEMBERS)
         .collect()
         .await;
+    compact_after_sync(hub, "hub").await;
     outcome
 }
 
@@ -168,5 +170,6 @@ async fn sync_one(
         observer: bar,
     };
     let result = sync_member(hub, &db, opts).await.map_err(|e| Failure::session(group, member, &e));
+    compact_after_sync(&db, "member").await;
     MemberOutcome { member: member.clone(), created, result }
 }

@@ -223,7 +223,7 @@ async fn stage(conn: &mut MySqlConnection, plan: &Plan<'_>, batch: &ApplyBatch<'
 
     let width = plan.width();
     let mut values_of = Vec::with_capacity(batch.changes.len());
-    for change in &batch.changes {
+    for change in batch.changes.iter() {
         let values = match plan.kind {
             ChangeKind::Upsert => change.row.as_deref().unwrap_or(&[]),
             ChangeKind::Delete => change.key.as_slice(),

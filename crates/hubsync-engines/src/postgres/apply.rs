@@ -13,7 +13,7 @@ use super::introspect::{Shape, shape};
 use super::query;
 use super::scope::store_watermark;
 use super::tracking::{
-    DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold, pk_columns, records_received, require_tracking,
+    DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold_logged, pk_columns, records_received, require_tracking,
 };
 use super::values::{LocalColumn, PgQuery, WireArray, read_values};
 
@@ -56,7 +56,7 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
         check_widths(table, &shape, batch)?;
         let track = records_received(conn, &table.name, batch.peer).await?;
         // Judging needs every committed local change in the tracking table.
-        fold(conn, &names, shape.keys.len()).await?;
+        fold_logged(conn, &names, shape.keys.len()).await?;
         // One statement writes every change whose key the peer has seen last
         // (no conflict is possible) and returns the others' local state.
         let all: Vec<&Change> = batch.changes.iter().collect();
@@ -88,6 +88,16 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
         if applied > 0 && batch.kind == ChangeKind::Upsert {
             advance_sequences(conn, table, &shape).await?;
         }
+        // A change the application committed to a key between the fold
+        // above and this transaction's write of the key is still in the log,
+        // older than the tracking row just written. Folded now (under the
+        // fold lock), every logged row stays newer than its key's tracking
+        // row, which readers of the log and the tracking table together rely
+        // on (see `changes::pending`). No row can be logged for such a key
+        // later until this transaction commits: it holds the row's lock.
+        if (track && written > 0) || won > 0 {
+            fold_logged(conn, &names, shape.keys.len()).await?;
+        }
         let kept = (batch.changes.len() - candidates.len() + winners.len()) as u64;
         outcome.applied = applied;
         outcome.skipped += kept.saturating_sub(applied);
@@ -107,7 +117,7 @@ struct Write {
 
 /// Refuses changes whose shape does not match the synced table.
 fn check_widths(table: &TableSchema, shape: &Shape, batch: &ApplyBatch<'_>) -> Result<(), EndpointError> {
-    for change in &batch.changes {
+    for change in batch.changes.iter() {
         let (len, width, what) = match (&change.row, batch.kind) {
             (Some(row), ChangeKind::Upsert) => (row.len(), shape.columns.len(), "row"),
             (None, ChangeKind::Upsert) => (0, shape.columns.len(), "row"),
@@ -127,41 +137,44 @@ fn check_widths(table: &TableSchema, shape: &Shape, batch: &ApplyBatch<'_>) -> R
     Ok(())
 }
 
-/// `unnest($lead::int8[], $a::text[], ...) WITH ORDINALITY AS i(lead, c_1,
-/// ..., n)` over `columns`, with their parameters numbered from `first`, plus
-/// the arrays to bind. `lead` zips an int8 array (parameter `$n`, alias
-/// `name`) in front; `n` is each value's 1-based place in the batch.
-fn staged<'c>(
-    columns: &[LocalColumn],
-    lead: (&str, usize),
-    first: usize,
-    values: impl Iterator<Item = &'c [Value]>,
-    rows: usize,
-) -> (String, Vec<WireArray>) {
-    let mut arrays: Vec<WireArray> = columns.iter().map(|c| WireArray::for_column(c, rows)).collect();
-    for row in values {
-        for (array, value) in arrays.iter_mut().zip(row) {
-            array.push(value);
-        }
-    }
+/// A batch's columns staged for SQL: `unnest(...) WITH ORDINALITY AS i(lead,
+/// c_1, ..., n)`, the select list converting each `c_k` to the local type,
+/// and the arrays to bind.
+struct Staged {
+    unnest: String,
+    typed: String,
+    arrays: Vec<WireArray>,
+}
+
+/// Stages `columns` of `rows`, their parameters numbered from `first`. `lead`
+/// zips an int8 array (parameter `$n`, alias `name`) in front; `n` is each
+/// value's 1-based place in the batch.
+fn staged(columns: &[LocalColumn], lead: (&str, usize), first: usize, rows: &[&[Value]]) -> Staged {
+    static NULL: Value = Value::Null;
+    let arrays: Vec<WireArray> = columns
+        .iter()
+        .enumerate()
+        .map(|(j, c)| WireArray::collect(c, rows.iter().map(move |row| row.get(j).unwrap_or(&NULL))))
+        .collect();
     let mut params: Vec<String> =
-        columns.iter().enumerate().map(|(i, c)| format!("${}::{}", first + i, c.array_type())).collect();
+        arrays.iter().enumerate().map(|(i, a)| format!("${}::{}", first + i, a.sql_type())).collect();
     let mut aliases: Vec<String> = (1..=columns.len()).map(|i| format!("c_{i}")).collect();
     let (name, n) = lead;
     params.insert(0, format!("${n}::int8[]"));
     aliases.insert(0, name.to_string());
     aliases.push("n".to_string());
-    (format!("unnest({}) WITH ORDINALITY AS i({})", params.join(", "), aliases.join(", ")), arrays)
-}
-
-/// The staged columns converted to the local types, aliased `c_1, ...`.
-fn typed_columns(columns: &[LocalColumn]) -> String {
-    columns
+    let typed = columns
         .iter()
+        .zip(&arrays)
         .enumerate()
-        .map(|(i, c)| format!("{} AS c_{}", c.write_expr(&format!("i.c_{}", i + 1)), i + 1))
+        .map(|(i, (c, a))| format!("{} AS c_{}", a.element_expr(c, &format!("i.c_{}", i + 1)), i + 1))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    Staged {
+        unnest: format!("unnest({}) WITH ORDINALITY AS i({})", params.join(", "), aliases.join(", ")),
+        typed,
+        arrays,
+    }
 }
 
 fn bind_arrays(mut q: PgQuery<'_>, arrays: Vec<WireArray>) -> PgQuery<'_> {
@@ -209,58 +222,26 @@ async fn write(
     let unjudged = if judge { " AND NOT EXISTS (SELECT 1 FROM c WHERE c.n = i.n)" } else { "" };
     // Parameters: $1 the peer, $2 and $3 what the peer has received
     // (upserts, deletes), $4 the commit times, $5... the columns.
-    let ((unnest, arrays), typed_source, modify, staged_keys) = match batch.kind {
+    let (staging, modify, staged_keys) = match batch.kind {
         ChangeKind::Upsert => {
-            let (unnest, arrays) = staged(
-                &shape.columns,
-                ("changed_at", 4),
-                5,
-                changes.iter().map(|c| c.row.as_deref().unwrap_or(&[])),
-                changes.len(),
-            );
-            let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
-            let non_key: Vec<&LocalColumn> =
-                shape.columns.iter().filter(|c| !table.primary_key.contains(&c.name)).collect();
-            let action = if non_key.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                let set: Vec<String> =
-                    non_key.iter().map(|c| format!("{q} = excluded.{q}", q = quote_ident(&c.name))).collect();
-                let differs: Vec<String> = non_key.iter().map(|c| c.distinct_expr("t", "excluded")).collect();
-                format!("DO UPDATE SET {} WHERE {}", set.join(", "), differs.join(" OR "))
-            };
-            let values: Vec<String> = (1..=shape.columns.len()).map(|i| format!("i.c_{i}")).collect();
-            let where_unjudged = unjudged.replacen(" AND ", " WHERE ", 1);
-            let modify = format!(
-                "INSERT INTO {t} AS t ({}){} SELECT {} FROM i{where_unjudged} ON CONFLICT ({}) {action} RETURNING {}",
-                cols.join(", "),
-                shape.overriding(),
-                values.join(", "),
-                keys.join(", "),
-                keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
-            );
-            // The staged alias of each key column: its place among the columns.
-            let staged_keys: Vec<String> = table
-                .primary_key
-                .iter()
-                .map(|k| {
-                    let at = shape.columns.iter().position(|c| &c.name == k).unwrap_or(0);
-                    format!("i.c_{}", at + 1)
-                })
-                .collect();
-            ((unnest, arrays), &shape.columns, modify, staged_keys)
+            let rows: Vec<&[Value]> = changes.iter().map(|c| c.row.as_deref().unwrap_or(&[])).collect();
+            let staging = staged(&shape.columns, ("changed_at", 4), 5, &rows);
+            // The staged alias of each column: its place among the columns.
+            let at = |name: &str| shape.columns.iter().position(|c| c.name == name).unwrap_or(0) + 1;
+            let staged_keys: Vec<String> = table.primary_key.iter().map(|k| format!("i.c_{}", at(k))).collect();
+            (staging, upsert(table, shape, &keys, &staged_keys, unjudged), staged_keys)
         }
         ChangeKind::Delete => {
-            let (unnest, arrays) =
-                staged(&shape.keys, ("changed_at", 4), 5, changes.iter().map(|c| c.key.as_slice()), changes.len());
+            let rows: Vec<&[Value]> = changes.iter().map(|c| c.key.as_slice()).collect();
+            let staging = staged(&shape.keys, ("changed_at", 4), 5, &rows);
             let on: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("t.{k} = i.c_{}", i + 1)).collect();
             let modify = format!(
-                "DELETE FROM {t} AS t USING i WHERE {}{unjudged} RETURNING {}",
+                "w AS (DELETE FROM {t} AS t USING i WHERE {}{unjudged} RETURNING {})",
                 on.join(" AND "),
                 keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
             );
             let staged_keys = (1..=keys.len()).map(|i| format!("i.c_{i}")).collect();
-            ((unnest, arrays), &shape.keys, modify, staged_keys)
+            (staging, modify, staged_keys)
         }
     };
     let tr = names.qualified_table();
@@ -308,10 +289,10 @@ async fn write(
         String::new()
     };
     let counted = if track { "k" } else { "w" };
+    let Staged { unnest, typed, arrays } = staging;
     let sql = format!(
-        "WITH i AS (SELECT i.changed_at, {typed}, i.n FROM {unnest}){candidates}, w AS ({modify}){tracking} \
+        "WITH i AS (SELECT i.changed_at, {typed}, i.n FROM {unnest}){candidates}, {modify}{tracking} \
          SELECT (SELECT count(*) FROM {counted}){candidate_columns} FROM (VALUES (1)) AS one (x){from_candidates}",
-        typed = typed_columns(typed_source),
     );
     let q = query(sql)
         .bind(batch.peer.to_string())
@@ -348,6 +329,57 @@ async fn write(
         }
     }
     Ok((written, candidates))
+}
+
+/// The sub-statements writing a batch of upserts staged as `i`, ending in `w`,
+/// the keys written. Rows that exist are updated by key and new ones
+/// inserted, each by its own statement: a plain `UPDATE ... FROM` costs a
+/// third less than `INSERT ... ON CONFLICT DO UPDATE` (which looks the key
+/// up, then locks and updates the row it found), and almost every upsert a
+/// sync moves is an update. Both statements see the table as it was before
+/// them, so the insert leaves out exactly the keys the update may touch; its
+/// `ON CONFLICT` covers a row another transaction inserted meanwhile. Equal
+/// rows are written by neither.
+fn upsert(table: &TableSchema, shape: &Shape, keys: &[String], staged_keys: &[String], unjudged: &str) -> String {
+    let t = qualified(&table.name);
+    let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let values: Vec<String> = (1..=shape.columns.len()).map(|i| format!("i.c_{i}")).collect();
+    let returning = keys.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ");
+    let where_unjudged = unjudged.replacen(" AND ", " WHERE ", 1);
+    let non_key: Vec<(usize, &LocalColumn)> =
+        shape.columns.iter().enumerate().filter(|(_, c)| !table.primary_key.contains(&c.name)).collect();
+    let insert = |filter: &str, action: &str| {
+        format!(
+            "INSERT INTO {t} AS t ({}){} SELECT {} FROM i{filter} ON CONFLICT ({}) {action} RETURNING {returning}",
+            cols.join(", "),
+            shape.overriding(),
+            values.join(", "),
+            keys.join(", "),
+        )
+    };
+    if non_key.is_empty() {
+        return format!("w AS ({})", insert(&where_unjudged, "DO NOTHING"));
+    }
+    let set_staged: Vec<String> =
+        non_key.iter().map(|(i, c)| format!("{} = i.c_{}", quote_ident(&c.name), i + 1)).collect();
+    let differs_staged: Vec<String> = non_key
+        .iter()
+        .map(|(i, c)| c.distinct_between(&format!("t.{}", quote_ident(&c.name)), &format!("i.c_{}", i + 1)))
+        .collect();
+    let set_excluded: Vec<String> =
+        non_key.iter().map(|(_, c)| format!("{q} = excluded.{q}", q = quote_ident(&c.name))).collect();
+    let differs_excluded: Vec<String> = non_key.iter().map(|(_, c)| c.distinct_expr("t", "excluded")).collect();
+    let by_key: Vec<String> = keys.iter().zip(staged_keys).map(|(k, i)| format!("t.{k} = {i}")).collect();
+    let exists: Vec<String> = keys.iter().zip(staged_keys).map(|(k, i)| format!("e.{k} = {i}")).collect();
+    let update = format!(
+        "UPDATE {t} AS t SET {} FROM i WHERE {}{unjudged} AND ({}) RETURNING {returning}",
+        set_staged.join(", "),
+        by_key.join(" AND "),
+        differs_staged.join(" OR "),
+    );
+    let new_keys = format!(" WHERE NOT EXISTS (SELECT 1 FROM {t} AS e WHERE {}){unjudged}", exists.join(" AND "));
+    let action = format!("DO UPDATE SET {} WHERE {}", set_excluded.join(", "), differs_excluded.join(" OR "));
+    format!("u AS ({update}), a AS ({}), w AS (SELECT * FROM u UNION ALL SELECT * FROM a)", insert(&new_keys, &action))
 }
 
 /// Moves the sequences of serial and identity columns past the values

@@ -6,6 +6,7 @@
 mod apply;
 mod bulk;
 mod changes;
+mod cursor;
 pub mod dialect;
 mod errors;
 mod introspect;
@@ -14,6 +15,7 @@ pub mod tracking;
 mod values;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hubsync_core::{
@@ -61,6 +63,8 @@ pub struct PgEndpoint {
     pool: PgPool,
     label: String,
     url: String,
+    /// Change reads kept open between batches, shared by clones.
+    cursors: Arc<cursor::Cursors>,
 }
 
 /// Opens one connection, waiting while the server is full (`too many
@@ -91,15 +95,43 @@ impl PgEndpoint {
     /// [`hubsync_core::ErrorKind::ConnectionFailed`].
     pub async fn open(url: &str, label: String) -> Result<Self, EndpointError> {
         let options = session_options(url.parse().map_err(|e| open_failed(e, &label))?);
-        // One plain connection first: the pool would retry a refused
-        // connection until its acquire timeout; a wrong URL should fail now.
-        let probe = connect_patiently(&options, &label).await?;
-        let _ = sqlx::Connection::close(probe).await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(PgEndpoint { pool, label, url: url.to_string() })
+            .connect_lazy_with(options.clone());
+        let endpoint = PgEndpoint { pool, label, url: url.to_string(), cursors: Arc::default() };
+        // One plain connection first: the pool would retry a refused
+        // connection until its acquire timeout; a wrong URL should fail now.
+        // The pool's first connection opens beside it, not after it.
+        let warming = tokio::spawn({
+            let endpoint = endpoint.clone();
+            async move { endpoint.warm(1).await }
+        });
+        match connect_patiently(&options, &endpoint.label).await {
+            Ok(probe) => {
+                let _ = sqlx::Connection::close(probe).await;
+                Ok(endpoint)
+            }
+            Err(e) => {
+                warming.abort();
+                endpoint.pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens up to `connections` pooled connections at once and leaves them
+    /// idle in the pool, so the statements that need them later do not wait
+    /// for connection setup one after the other. A new TLS connection costs
+    /// about 90 ms even on loopback with sqlx 0.9.0, which leaves Nagle's
+    /// algorithm on (transact-rs/sqlx#4335, fixed upstream after 0.9.0):
+    /// the handshake's small writes wait for delayed acknowledgements.
+    /// Connections that cannot be opened are left for later statements to
+    /// report.
+    pub async fn warm(&self, connections: u32) {
+        let wanted = connections.min(MAX_CONNECTIONS) as usize;
+        let opened = futures::future::join_all((0..wanted).map(|_| self.pool.acquire())).await;
+        drop(opened);
     }
 
     /// The connection pool, for callers that need to run their own SQL
@@ -110,6 +142,7 @@ impl PgEndpoint {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.cursors.clear();
         self.pool.close().await;
     }
 }
@@ -136,10 +169,14 @@ impl Endpoint for PgEndpoint {
     }
 
     async fn provision(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        // Provisioning may alter tracking tables: this endpoint's own open
+        // reads (a failed session's) must not hold their locks meanwhile.
+        self.cursors.clear();
         tracking::provision(&self.pool, table, false).await
     }
 
     async fn provision_as_hub(&self, table: &TableSchema) -> Result<(), EndpointError> {
+        self.cursors.clear();
         tracking::provision(&self.pool, table, true).await
     }
 
@@ -150,6 +187,7 @@ impl Endpoint for PgEndpoint {
     }
 
     async fn deprovision(&self, tables: &[TableName]) -> Result<Vec<String>, EndpointError> {
+        self.cursors.clear();
         tracking::deprovision(&self.pool, tables).await
     }
 
@@ -162,7 +200,7 @@ impl Endpoint for PgEndpoint {
     }
 
     async fn read_changes(&self, request: ReadRequest<'_>) -> Result<Vec<Change>, EndpointError> {
-        changes::read_changes(&self.pool, request).await
+        changes::read_changes(&self.pool, &self.cursors, request).await
     }
 
     async fn apply_changes(&self, batch: ApplyBatch<'_>) -> Result<ApplyOutcome, EndpointError> {
@@ -213,6 +251,10 @@ impl Endpoint for PgEndpoint {
             return Ok(None);
         }
         bulk::copy_direct(&self.pool, source, target).await.map(Some)
+    }
+
+    async fn compact(&self) -> Result<u64, EndpointError> {
+        tracking::fold_all(&self.pool).await
     }
 
     async fn record_session(&self, scope: &str, peer: &str, record: &SessionRecord) -> Result<(), EndpointError> {

@@ -57,19 +57,14 @@ pub(crate) async fn snapshot_in(conn: &mut PgConnection) -> Result<Version, Endp
     }
 }
 
-/// [`snapshot_in`] on a pooled connection, then the change logs folded into
-/// the tracking tables.
+/// [`snapshot_in`] on a pooled connection.
 ///
-/// The fold comes after the snapshot and sees everything committed by then,
-/// which includes every transaction at or below the version returned: reads
-/// up to that version find all their changes in the tracking tables.
+/// The change logs are not folded here: reads take logged changes from the
+/// log (see `changes::pending`), and every transaction at or below the
+/// version returned has committed, so its logged rows are there to read.
 pub(crate) async fn snapshot_version(pool: &PgPool) -> Result<Version, EndpointError> {
-    let version = {
-        let mut conn = pool.acquire().await.map_err(ctx("reading the snapshot version"))?;
-        snapshot_in(&mut conn).await?
-    };
-    super::tracking::fold_all(pool).await?;
-    Ok(version)
+    let mut conn = pool.acquire().await.map_err(ctx("reading the snapshot version"))?;
+    snapshot_in(&mut conn).await
 }
 
 /// The watermarks stored for (scope, peer, table); zero when none.

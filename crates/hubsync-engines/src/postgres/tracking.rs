@@ -338,7 +338,7 @@ fn function_bodies(table: &TableSchema, shape: &Shape, names: &TrackingNames, ca
 /// latest (highest sequence) row, and only over an earlier tracking row.
 ///
 /// Run in the caller's transaction, after an advisory lock per log, so two
-/// folds of one log never interleave. Returns the log rows moved.
+/// folds of one log never interleave. Returns the tracking rows written.
 pub(crate) async fn fold(
     conn: &mut PgConnection,
     names: &TrackingNames,
@@ -371,6 +371,28 @@ pub(crate) async fn fold(
     Ok(moved)
 }
 
+/// Whether the table's change log holds a row this transaction can see.
+pub(crate) async fn log_has_rows(conn: &mut PgConnection, names: &TrackingNames) -> Result<bool, EndpointError> {
+    query(format!("SELECT EXISTS (SELECT 1 FROM {})", names.qualified_log()))
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|r| r.try_get::<bool, _>(0))
+        .map_err(ctx(format_args!("looking at the change log `{}`", names.log)))
+}
+
+/// [`fold`] in the caller's transaction when the log holds a visible row;
+/// an empty log (a member's, almost always) costs one look and takes no lock.
+pub(crate) async fn fold_logged(
+    conn: &mut PgConnection,
+    names: &TrackingNames,
+    key_count: usize,
+) -> Result<u64, EndpointError> {
+    if !log_has_rows(conn, names).await? {
+        return Ok(0);
+    }
+    fold(conn, names, key_count).await
+}
+
 /// Folds the log (see [`fold`]) in a transaction of its own, when it holds a
 /// visible row; an empty log costs one look and takes no lock.
 pub(crate) async fn fold_pending(
@@ -378,12 +400,7 @@ pub(crate) async fn fold_pending(
     names: &TrackingNames,
     key_count: usize,
 ) -> Result<u64, EndpointError> {
-    let pending = query(format!("SELECT EXISTS (SELECT 1 FROM {})", names.qualified_log()))
-        .fetch_one(&mut *conn)
-        .await
-        .and_then(|r| r.try_get::<bool, _>(0))
-        .map_err(ctx(format_args!("looking at the change log `{}`", names.log)))?;
-    if !pending {
+    if !log_has_rows(conn, names).await? {
         return Ok(0);
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(ctx("folding the change log"))?;

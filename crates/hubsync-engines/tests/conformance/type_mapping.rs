@@ -217,7 +217,7 @@ async fn write(db: &dyn TestDb, schema: &TableSchema, rows: &[(i64, Vec<Value>)]
         peer: "types-source",
         table: schema,
         kind: ChangeKind::Upsert,
-        changes,
+        changes: changes.into(),
         peer_has_received: Watermarks::default(),
         resolver: ConflictResolver { policy: ConflictPolicy::HubWin, receiver: Side::Hub },
         watermark,

@@ -20,8 +20,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use hubsync_core::{
     Cancel, Direction, EndpointError, ErrorKind, Leg, MemberState, MemberStatus, SessionEvent, SessionObserver,
-    SessionOptions, SessionReport, Side, SyncTable, TableSelection, member_status, now_micros, provision_hub,
-    provision_member, resolve_tables, sync_member,
+    SessionOptions, SessionReport, Side, SyncTable, TableSelection, compact_after_sync, member_status, now_micros,
+    provision_hub, provision_member, resolve_tables, sync_member,
 };
 use hubsync_engines::AnyEndpoint;
 
@@ -209,6 +209,7 @@ impl Runner {
             members.iter().map(|member| self.sync_one(&ctx, member).boxed()).collect();
         let run = futures::stream::iter(syncs).buffer_unordered(self.parallel_members).collect::<Vec<MemberOutcome>>();
         let outcomes = progress::while_publishing(&self.store, &spec.name, &board, run).await;
+        compact_after_sync(&ctx.hub, "hub").await;
         let mut logged_conflicts = false;
         for outcome in &outcomes {
             summary.uploaded += outcome.uploaded;
@@ -471,7 +472,9 @@ impl Runner {
             cancel: Some(ctx.cancel),
             observer: tally,
         };
-        match sync_member(&ctx.hub, &db, opts).await {
+        let synced = sync_member(&ctx.hub, &db, opts).await;
+        compact_after_sync(&db, "member").await;
+        match synced {
             Ok(report) => Ok((report, db)),
             Err(e) => {
                 let has_hint = e.source.hint.is_some();
