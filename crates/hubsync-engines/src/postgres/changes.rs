@@ -126,22 +126,22 @@ pub(crate) async fn read_changes(
     let mut tx = pool.begin().await.map_err(ctx(&context))?;
     let names = require_tracking(&mut tx, &table.name).await.map_err(|e| e.context(&context))?;
     let shape = shape(&mut tx, table).await.map_err(|e| e.context(&context))?;
-    if !log_has_rows(&mut tx, &names).await? {
-        // Everything is in the tracking table, and its (version, key) index
-        // hands out one batch at a time.
-        let sql = select(table, &shape, &names, &request, Source::Tracking);
-        let rows = bind_request(query(sql), &shape, &request, true).fetch_all(&mut *tx).await.map_err(ctx(&context))?;
-        let changes = decode(rows, &table.name.to_string(), &shape, request.kind).map_err(ctx(&context))?;
-        tx.commit().await.map_err(ctx(&context))?;
-        return Ok(changes);
-    }
     let floor = "$1";
-    if request.kind == ChangeKind::Delete && !log_has_deletes(&mut tx, &names).await? {
-        // No logged delete: the deletes to send are tombstones of the
-        // tracking table whose key the log does not hold (again), read
-        // batch by batch off its index, without sorting the log.
-        let source = unlogged(&names, shape.keys.len(), floor);
-        let sql = select(table, &shape, &names, &request, Source::Unlogged(&source));
+    // Everything in the tracking table: its (version, key) index hands out
+    // one batch at a time. Or a delete read with no delete logged: the
+    // deletes to send are tombstones of the tracking table whose key the log
+    // does not hold (again), read the same way, without sorting the log.
+    let unlogged_source;
+    let limited = if !log_has_rows(&mut tx, &names).await? {
+        Some(Source::Tracking)
+    } else if request.kind == ChangeKind::Delete && !log_has_deletes(&mut tx, &names).await? {
+        unlogged_source = unlogged(&names, shape.keys.len(), floor);
+        Some(Source::Unlogged(&unlogged_source))
+    } else {
+        None
+    };
+    if let Some(source) = limited {
+        let sql = select(table, &shape, &names, &request, source);
         let rows = bind_request(query(sql), &shape, &request, true).fetch_all(&mut *tx).await.map_err(ctx(&context))?;
         let changes = decode(rows, &table.name.to_string(), &shape, request.kind).map_err(ctx(&context))?;
         tx.commit().await.map_err(ctx(&context))?;

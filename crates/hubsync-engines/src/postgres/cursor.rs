@@ -113,31 +113,27 @@ impl Cursors {
     /// again elsewhere (after widening a batch the database refused) has no
     /// use for them, and each holds a connection and its table's lock.
     pub fn forget_others(&self, key: &CursorKey) {
-        let dropped: Vec<OpenCursor> = match self.open.lock() {
-            Ok(mut open) => {
-                let (same_read, kept): (Vec<OpenCursor>, Vec<OpenCursor>) =
-                    open.drain(..).partition(|c| c.key.same_read(key));
-                *open = kept;
-                same_read
-            }
-            Err(_) => Vec::new(),
-        };
-        drop(dropped);
+        self.close_where(|c| c.key.same_read(key));
     }
 
     /// Closes the cursors unused for [`MAX_IDLE`].
     fn close_idle(&self) {
-        let stale: Vec<OpenCursor> = match self.open.lock() {
+        let now = Instant::now();
+        self.close_where(|c| now.duration_since(c.used) > MAX_IDLE);
+    }
+
+    /// Closes the open cursors that `close` picks.
+    fn close_where(&self, close: impl Fn(&OpenCursor) -> bool) {
+        let closed: Vec<OpenCursor> = match self.open.lock() {
             Ok(mut open) => {
-                let now = Instant::now();
-                let (stale, kept): (Vec<OpenCursor>, Vec<OpenCursor>) =
-                    open.drain(..).partition(|c| now.duration_since(c.used) > MAX_IDLE);
+                let (closed, kept): (Vec<OpenCursor>, Vec<OpenCursor>) = open.drain(..).partition(|c| close(c));
                 *open = kept;
-                stale
+                closed
             }
             Err(_) => Vec::new(),
         };
-        drop(stale);
+        // Dropped outside the lock: each rolls its transaction back.
+        drop(closed);
     }
 
     /// Keeps a cursor for the request it answers next, closing the least
@@ -166,12 +162,8 @@ impl Cursors {
         drop(evicted);
     }
 
-    /// Closes every open cursor (when the endpoint closes).
+    /// Closes every open cursor (when the endpoint closes or provisions).
     pub fn clear(&self) {
-        let all: Vec<OpenCursor> = match self.open.lock() {
-            Ok(mut open) => open.drain(..).collect(),
-            Err(_) => Vec::new(),
-        };
-        drop(all);
+        self.close_where(|_| true);
     }
 }

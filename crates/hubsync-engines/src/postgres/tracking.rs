@@ -393,18 +393,10 @@ pub(crate) async fn fold_logged(
     fold(conn, names, key_count).await
 }
 
-/// Folds the log (see [`fold`]) in a transaction of its own, when it holds a
-/// visible row; an empty log costs one look and takes no lock.
-pub(crate) async fn fold_pending(
-    conn: &mut PgConnection,
-    names: &TrackingNames,
-    key_count: usize,
-) -> Result<u64, EndpointError> {
-    if !log_has_rows(conn, names).await? {
-        return Ok(0);
-    }
+/// Folds the log (see [`fold_logged`]) in a transaction of its own.
+async fn fold_pending(conn: &mut PgConnection, names: &TrackingNames, key_count: usize) -> Result<u64, EndpointError> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(ctx("folding the change log"))?;
-    let moved = fold(&mut tx, names, key_count).await?;
+    let moved = fold_logged(&mut tx, names, key_count).await?;
     tx.commit().await.map_err(ctx(format_args!("folding the change log `{}`", names.log)))?;
     Ok(moved)
 }
