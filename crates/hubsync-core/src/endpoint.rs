@@ -6,6 +6,7 @@
 //! or duplicates data.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -38,6 +39,30 @@ pub struct ReadRequest<'a> {
     pub origin: &'a OriginFilter,
     /// At most this many changes.
     pub limit: usize,
+}
+
+/// A batch written by [`Endpoint::apply_changes_held`] in a transaction that
+/// is still open.
+pub trait HeldApply: Send {
+    /// Stores the batch's watermark and commits.
+    fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), EndpointError>> + Send>>;
+}
+
+/// What [`Endpoint::apply_changes_held`] did with a batch.
+pub enum Held {
+    /// Written, with this outcome, and not committed yet.
+    Open(ApplyOutcome, Box<dyn HeldApply>),
+    /// Not written: the endpoint cannot hold this batch open safely.
+    Declined,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::Open(outcome, _) => f.debug_tuple("Open").field(outcome).finish_non_exhaustive(),
+            Held::Declined => f.write_str("Declined"),
+        }
+    }
 }
 
 /// One batch to apply to one table, atomically, with its watermark.
@@ -254,6 +279,33 @@ pub trait Endpoint: Send + Sync {
     /// the triggers, stores the watermark, and commits. On error nothing of the
     /// batch is kept.
     fn apply_changes(&self, batch: ApplyBatch<'_>) -> impl Future<Output = Result<ApplyOutcome, EndpointError>> + Send;
+
+    /// Whether [`Endpoint::apply_changes_held`] may hold batches open, so the
+    /// session writes two batches at once. False by default.
+    fn holds_applies(&self) -> bool {
+        false
+    }
+
+    /// Writes a batch as [`Endpoint::apply_changes`] does, but leaves its
+    /// transaction open and its watermark unwritten: [`HeldApply::commit`]
+    /// stores the watermark and commits, dropping the handle rolls back. The
+    /// session writes a batch this way while the batch before it is applied
+    /// on another connection, and commits it only after that one committed,
+    /// so watermarks still become durable in order.
+    ///
+    /// While open, the transaction must hold no lock the other batch's
+    /// transaction may need except the row locks of its own keys (the session
+    /// pairs only batches with distinct keys): an engine declines, writing
+    /// nothing, a batch it cannot write that way (say, for a table with
+    /// foreign keys, unique constraints besides the key, or triggers of the
+    /// application), and the session applies it after the other. The session
+    /// rolls a held batch back, and applies it again later, when the other
+    /// batch does not finish soon after it: it may be waiting for a lock the
+    /// held one took after all. The default declines.
+    fn apply_changes_held(&self, batch: ApplyBatch<'_>) -> impl Future<Output = Result<Held, EndpointError>> + Send {
+        let _ = batch;
+        async { Ok(Held::Declined) }
+    }
 
     /// Counts changes above the watermarks that match the filter (for status).
     fn count_changes(

@@ -20,7 +20,9 @@ pub mod testing;
 pub mod value;
 
 pub use change::{Change, ChangeKind, OriginFilter, Version, Watermarks};
-pub use endpoint::{ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Endpoint, LocalState, ReadRequest, Verdict};
+pub use endpoint::{
+    ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Endpoint, Held, HeldApply, LocalState, ReadRequest, Verdict,
+};
 pub use error::{EndpointError, ErrorKind};
 pub use policy::{Conflict, ConflictPolicy, ConflictResolver, Side};
 pub use provision::{MemberProvisioning, TableSelection, provision_hub, provision_member, resolve_tables};

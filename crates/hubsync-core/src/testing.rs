@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::{Notify, mpsc};
 
 use crate::change::{Change, OriginFilter, Version, Watermarks};
-use crate::endpoint::{ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Endpoint, ReadRequest};
+use crate::endpoint::{ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Endpoint, Held, ReadRequest};
 use crate::error::{EndpointError, ErrorKind};
 use crate::schema::{TableName, TableSchema};
 use crate::state::SessionRecord;
@@ -126,6 +126,13 @@ impl<E: Endpoint> Endpoint for FaultyEndpoint<E> {
     async fn apply_changes(&self, batch: ApplyBatch<'_>) -> Result<ApplyOutcome, EndpointError> {
         self.check()?;
         self.inner.apply_changes(batch).await
+    }
+    fn holds_applies(&self) -> bool {
+        self.inner.holds_applies()
+    }
+    async fn apply_changes_held(&self, batch: ApplyBatch<'_>) -> Result<Held, EndpointError> {
+        self.check()?;
+        self.inner.apply_changes_held(batch).await
     }
     async fn count_changes(
         &self,

@@ -67,6 +67,20 @@ impl PartialEq for Value {
 
 impl Eq for Value {}
 
+/// Hashed as compared: floats by their bits.
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Value::Null => {}
+            Value::Integer(i) => i.hash(state),
+            Value::Real(r) => r.to_bits().hash(state),
+            Value::Text(t) => t.hash(state),
+            Value::Blob(b) => b.hash(state),
+        }
+    }
+}
+
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
         Value::Integer(v)

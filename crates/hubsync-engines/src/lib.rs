@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use hubsync_core::{
-    ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Change, Endpoint, EndpointError, ErrorKind, OriginFilter,
+    ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Change, Endpoint, EndpointError, ErrorKind, Held, OriginFilter,
     ReadRequest, SessionRecord, TableName, TableSchema, Version, Watermarks,
 };
 use tokio::sync::mpsc;
@@ -164,6 +164,14 @@ impl Endpoint for AnyEndpoint {
 
     async fn apply_changes(&self, batch: ApplyBatch<'_>) -> Result<ApplyOutcome, EndpointError> {
         dispatch!(self, e => e.apply_changes(batch).await)
+    }
+
+    fn holds_applies(&self) -> bool {
+        dispatch!(self, e => e.holds_applies())
+    }
+
+    async fn apply_changes_held(&self, batch: ApplyBatch<'_>) -> Result<Held, EndpointError> {
+        dispatch!(self, e => e.apply_changes_held(batch).await)
     }
 
     async fn count_changes(

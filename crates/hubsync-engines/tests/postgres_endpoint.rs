@@ -9,9 +9,11 @@
 #[path = "support/pg_service.rs"]
 mod pg_service;
 
+use hubsync_core::session::{Direction, LogObserver, SessionOptions, sync_member};
 use hubsync_core::{
     ApplyBatch, BulkTarget, CanonicalType, Change, ChangeKind, ConflictPolicy, ConflictResolver, Endpoint, ErrorKind,
-    OriginFilter, ReadRequest, Side, TableName, TableSchema, Value, Watermarks,
+    HUB_ORIGIN, Held, OriginFilter, ReadRequest, Side, TableName, TableSchema, TableSelection, Value, Watermarks,
+    provision_hub, provision_member, resolve_tables,
 };
 use hubsync_engines::postgres::TrackingNames;
 use hubsync_engines::{PgEndpoint, SqliteEndpoint};
@@ -649,4 +651,149 @@ async fn list_tables_qualifies_other_schemas_and_leaves_out_hubsync_objects() {
         assert!(d.ep.introspect(table).await.unwrap().is_some(), "{table}");
     }
     d.finish().await;
+}
+
+async fn count_rows(d: &Db, table: &str) -> i64 {
+    let mut conn = PgConnection::connect(&d.url).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+fn rows(keys: std::ops::RangeInclusive<i64>) -> Vec<Change> {
+    keys.map(|k| upsert(vec![Value::Integer(k), text("from the hub")])).collect()
+}
+
+#[tokio::test]
+async fn a_held_batch_stays_invisible_until_committed_and_declines_what_could_lock_others() {
+    let Some(d) = db("held").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" bigint PRIMARY KEY, "v" text)"#).await;
+    let t = TableName::new("t");
+    let schema = d.schema(&t).await;
+    d.ep.provision(&schema).await.unwrap();
+    assert!(d.ep.holds_applies());
+
+    // Written, invisible to others, no watermark yet; committed, both.
+    let mut held = batch(&schema, ChangeKind::Upsert, HUB_ORIGIN, rows(1..=3));
+    held.watermark = 5;
+    let Held::Open(outcome, handle) = d.ep.apply_changes_held(held.clone()).await.unwrap() else {
+        panic!("a plain table's batch from the hub is held")
+    };
+    assert_eq!(outcome.applied, 3);
+    assert_eq!(count_rows(&d, "t").await, 0);
+    assert_eq!(d.ep.watermarks("s", HUB_ORIGIN, &t).await.unwrap().upserts, 0);
+    handle.commit().await.unwrap();
+    assert_eq!(count_rows(&d, "t").await, 3);
+    assert_eq!(d.ep.watermarks("s", HUB_ORIGIN, &t).await.unwrap().upserts, 5);
+
+    // Dropped instead: rolled back, the watermark where it was.
+    let mut dropped = batch(&schema, ChangeKind::Upsert, HUB_ORIGIN, rows(4..=6));
+    dropped.watermark = 9;
+    assert!(matches!(d.ep.apply_changes_held(dropped).await.unwrap(), Held::Open(..)));
+    assert_eq!(count_rows(&d, "t").await, 3);
+    assert_eq!(d.ep.watermarks("s", HUB_ORIGIN, &t).await.unwrap().upserts, 5);
+
+    // A batch that writes tracking rows (not from this database's hub), or
+    // meets a local change still in the change log, is declined untouched.
+    let from_member = batch(&schema, ChangeKind::Upsert, "member", rows(7..=7));
+    assert!(matches!(d.ep.apply_changes_held(from_member).await.unwrap(), Held::Declined));
+    d.exec(r#"UPDATE "t" SET "v" = 'local' WHERE "id" = 1"#).await;
+    let after_local = batch(&schema, ChangeKind::Upsert, HUB_ORIGIN, rows(8..=8));
+    assert!(matches!(d.ep.apply_changes_held(after_local).await.unwrap(), Held::Declined));
+    assert_eq!(count_rows(&d, "t").await, 3);
+
+    // Tables whose writes take other locks: a unique constraint besides the
+    // key, a foreign key either way, a trigger of the application.
+    d.exec(
+        r#"CREATE TABLE "u" ("id" bigint PRIMARY KEY, "v" text UNIQUE);
+           CREATE TABLE "parent" ("id" bigint PRIMARY KEY, "v" text);
+           CREATE TABLE "child" ("id" bigint PRIMARY KEY, "v" text, "p" bigint REFERENCES "parent");
+           CREATE TABLE "audited" ("id" bigint PRIMARY KEY, "v" text);
+           CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+           CREATE TRIGGER audit AFTER UPDATE ON "audited" FOR EACH STATEMENT EXECUTE FUNCTION audit();"#,
+    )
+    .await;
+    for name in ["u", "parent", "child", "audited"] {
+        let other = d.schema(&TableName::new(name)).await;
+        d.ep.provision(&other).await.unwrap();
+        let changes =
+            if name == "child" { vec![upsert(vec![Value::Integer(1), text("x"), Value::Null])] } else { rows(1..=1) };
+        let declined = d.ep.apply_changes_held(batch(&other, ChangeKind::Upsert, HUB_ORIGIN, changes)).await.unwrap();
+        assert!(matches!(declined, Held::Declined), "`{name}` is declined");
+        assert_eq!(count_rows(&d, &format!(r#""{name}""#)).await, 0, "`{name}` is untouched");
+    }
+    d.finish().await;
+}
+
+/// Polls until a session on the member's database other than `locker` sits
+/// idle in an open transaction: a held batch.
+async fn wait_for_held_batch(member: &Db, locker: i32) {
+    let mut admin = PgConnection::connect(&member.url).await.unwrap();
+    for _ in 0..600 {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'idle in transaction' AND pid <> $1 AND pid <> pg_backend_pid())",
+        )
+        .bind(locker)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if held {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no batch was held open on the member");
+}
+
+#[tokio::test]
+async fn a_held_batch_gives_way_when_the_batch_before_it_waits_for_its_rows() {
+    let (Some(hub), Some(member)) = (db("yield_hub").await, db("yield_member").await) else { return };
+    let ddl = r#"CREATE TABLE "t" ("id" bigint PRIMARY KEY, "v" text)"#;
+    hub.exec(ddl).await;
+    member.exec(ddl).await;
+    hub.exec(r#"INSERT INTO "t" SELECT i, 'first' FROM generate_series(1, 40) i"#).await;
+    let selection = [TableSelection { name: TableName::new("t"), columns: None, policy: None }];
+    let tables = resolve_tables(&hub.ep, &selection).await.unwrap();
+    provision_hub(&hub.ep, &tables).await.unwrap();
+    provision_member(&member.ep, &tables).await.unwrap();
+    let opts = |batch_rows| SessionOptions {
+        scope: "s",
+        member: "m",
+        direction: Direction::OneWayHubToMember,
+        policy: ConflictPolicy::HubWin,
+        tables: &tables,
+        batch_rows,
+        cancel: None,
+        observer: &LogObserver,
+    };
+    sync_member(&hub.ep, &member.ep, opts(10)).await.unwrap();
+    hub.exec(r#"UPDATE "t" SET "v" = 'second'"#).await;
+
+    // The application holds key 1 (in the first batch of 10) and, once the
+    // second batch is written and held, asks for key 11 (in that batch): the
+    // first batch waits for the application, the application for the held
+    // batch, which waits for the first. Only the held batch giving way ends it.
+    let mut app = PgConnection::connect(&member.url).await.unwrap();
+    let app_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut app).await.unwrap();
+    sqlx::raw_sql(r#"BEGIN; SELECT * FROM "t" WHERE "id" = 1 FOR UPDATE"#).execute(&mut app).await.unwrap();
+    let application = async {
+        wait_for_held_batch(&member, app_pid).await;
+        sqlx::query(r#"SELECT * FROM "t" WHERE "id" = 11 FOR UPDATE"#).execute(&mut app).await.unwrap();
+        sqlx::raw_sql("COMMIT").execute(&mut app).await.unwrap();
+    };
+    let sync = async {
+        tokio::time::timeout(std::time::Duration::from_secs(60), sync_member(&hub.ep, &member.ep, opts(10)))
+            .await
+            .expect("the sync finished")
+            .unwrap()
+    };
+    let ((), report) = tokio::join!(application, sync);
+    assert_eq!(report.downloaded, 40);
+    let values = member.strings(r#"SELECT DISTINCT "v" FROM "t""#).await;
+    assert_eq!(values, vec!["second".to_string()]);
+    app.close().await.unwrap();
+    hub.finish().await;
+    member.finish().await;
 }

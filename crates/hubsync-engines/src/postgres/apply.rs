@@ -1,11 +1,19 @@
 //! Applying a batch of changes: one transaction, the batch passed as arrays
 //! (one bound array per column, unnested in SQL), conflicts judged by the
 //! core, winners written set-based together with their tracking rows, the
-//! watermark stored before commit.
+//! watermark stored before commit. A batch may also be written and held
+//! open, its watermark stored when the session commits it (see
+//! [`hubsync_core::Endpoint::apply_changes_held`]).
+
+use std::future::Future;
+use std::pin::Pin;
 
 use hubsync_core::endpoint::{LocalState, Verdict};
-use hubsync_core::{ApplyBatch, ApplyOutcome, Change, ChangeKind, EndpointError, ErrorKind, TableSchema, Value};
-use sqlx::{PgConnection, PgPool, Row};
+use hubsync_core::{
+    ApplyBatch, ApplyOutcome, Change, ChangeKind, EndpointError, ErrorKind, Held, HeldApply, TableName, TableSchema,
+    Value, Version,
+};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
 use super::dialect::{qualified, quote_ident};
 use super::errors::ctx;
@@ -13,29 +21,104 @@ use super::introspect::{Shape, shape};
 use super::query;
 use super::scope::store_watermark;
 use super::tracking::{
-    DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold_logged, pk_columns, records_received, require_tracking,
+    DIRECT_SETTING, NEXT_SEQ, TrackingNames, VERSION_EXPR, fold_logged, log_has_rows, pk_columns, records_received,
+    require_tracking,
 };
 use super::values::{LocalColumn, PgQuery, WireArray, read_values};
 
 /// Applies a batch atomically (see [`hubsync_core::Endpoint::apply_changes`]).
 pub(crate) async fn apply_changes(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<ApplyOutcome, EndpointError> {
-    let context = format!(
+    let context = describe(&batch);
+    let mut tx = pool.begin().await.map_err(ctx(&context))?;
+    let outcome = apply_in(&mut tx, &batch, Mode::Commit).await.map_err(|e| e.context(&context))?.ok_or_else(|| {
+        EndpointError::new(ErrorKind::Other, format!("{context}: the batch was held back instead of applied"))
+    })?;
+    store_watermark(&mut tx, batch.scope, batch.peer, &batch.table.name, batch.kind, batch.watermark)
+        .await
+        .map_err(|e| e.context(&context))?;
+    tx.commit().await.map_err(ctx(&context))?;
+    Ok(outcome)
+}
+
+/// Writes a batch and keeps its transaction open (see
+/// [`hubsync_core::Endpoint::apply_changes_held`]). Declined, with nothing
+/// written, unless the open transaction holds no lock but its rows': for a
+/// table with foreign keys (from or to it), unique or exclusion constraints
+/// besides its key, triggers or rules of the application; a batch that must
+/// write tracking rows (on a hub, see [`records_received`]); and a table
+/// whose change log holds rows, since folding it takes the log's lock.
+pub(crate) async fn apply_held(pool: &PgPool, batch: ApplyBatch<'_>) -> Result<Held, EndpointError> {
+    let context = describe(&batch);
+    let mut tx = pool.begin().await.map_err(ctx(&context))?;
+    let Some(outcome) = apply_in(&mut tx, &batch, Mode::Hold).await.map_err(|e| e.context(&context))? else {
+        // Dropping the transaction rolls back what little it did.
+        return Ok(Held::Declined);
+    };
+    let open = OpenBatch {
+        tx,
+        scope: batch.scope.to_string(),
+        peer: batch.peer.to_string(),
+        table: batch.table.name.clone(),
+        kind: batch.kind,
+        watermark: batch.watermark,
+        context,
+    };
+    Ok(Held::Open(outcome, Box::new(open)))
+}
+
+/// A written batch whose transaction is open, with what its commit stores.
+struct OpenBatch {
+    tx: Transaction<'static, Postgres>,
+    scope: String,
+    peer: String,
+    table: TableName,
+    kind: ChangeKind,
+    watermark: Version,
+    context: String,
+}
+
+impl HeldApply for OpenBatch {
+    fn commit(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), EndpointError>> + Send>> {
+        Box::pin(async move {
+            let OpenBatch { mut tx, scope, peer, table, kind, watermark, context } = *self;
+            store_watermark(&mut tx, &scope, &peer, &table, kind, watermark).await.map_err(|e| e.context(&context))?;
+            tx.commit().await.map_err(ctx(&context))
+        })
+    }
+}
+
+fn describe(batch: &ApplyBatch<'_>) -> String {
+    format!(
         "applying {} {}(s) from `{}` to `{}`",
         batch.changes.len(),
         batch.kind.as_str(),
         batch.peer,
         batch.table.name
-    );
-    let mut tx = pool.begin().await.map_err(ctx(&context))?;
-    let outcome = apply_in(&mut tx, &batch).await.map_err(|e| e.context(&context))?;
-    tx.commit().await.map_err(ctx(&context))?;
-    Ok(outcome)
+    )
 }
 
-async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<ApplyOutcome, EndpointError> {
+/// Whether [`apply_in`] commits its batch's transaction right after (and may
+/// take any lock) or holds it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Commit,
+    Hold,
+}
+
+/// Writes the batch in the caller's transaction; `None` when `Hold` declines
+/// it (see [`apply_held`]) before writing anything. The caller stores the
+/// watermark.
+async fn apply_in(
+    conn: &mut PgConnection,
+    batch: &ApplyBatch<'_>,
+    mode: Mode,
+) -> Result<Option<ApplyOutcome>, EndpointError> {
     let table = batch.table;
     let names = require_tracking(conn, &table.name).await?;
     let shape = shape(conn, table).await?;
+    if mode == Mode::Hold && !holds_no_other_locks(conn, &shape, &names).await? {
+        return Ok(None);
+    }
     // Deferrable foreign keys are checked at COMMIT, so rows within a batch
     // (self-references, cycles) may arrive in any order.
     query("SET CONSTRAINTS ALL DEFERRED").execute(&mut *conn).await.map_err(ctx("deferring constraints"))?;
@@ -55,8 +138,15 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
     if !batch.changes.is_empty() {
         check_widths(table, &shape, batch)?;
         let track = records_received(conn, &table.name, batch.peer).await?;
-        // Judging needs every committed local change in the tracking table.
-        fold_logged(conn, &names, shape.keys.len()).await?;
+        // Judging needs every committed local change in the tracking table;
+        // a held batch finds none in the log (see `apply_held`).
+        if mode == Mode::Hold {
+            if track || log_has_rows(conn, &names).await? {
+                return Ok(None);
+            }
+        } else {
+            fold_logged(conn, &names, shape.keys.len()).await?;
+        }
         // One statement writes every change whose key the peer has seen last
         // (no conflict is possible) and returns the others' local state.
         let all: Vec<&Change> = batch.changes.iter().collect();
@@ -102,8 +192,30 @@ async fn apply_in(conn: &mut PgConnection, batch: &ApplyBatch<'_>) -> Result<App
         outcome.applied = applied;
         outcome.skipped += kept.saturating_sub(applied);
     }
-    store_watermark(conn, batch.scope, batch.peer, &table.name, batch.kind, batch.watermark).await?;
-    Ok(outcome)
+    Ok(Some(outcome))
+}
+
+/// Whether writing the table takes no lock but the written rows' (see
+/// [`apply_held`]).
+async fn holds_no_other_locks(
+    conn: &mut PgConnection,
+    shape: &Shape,
+    names: &TrackingNames,
+) -> Result<bool, EndpointError> {
+    query(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE (conrelid = $1::oid OR confrelid = $1::oid) \
+           AND contype IN ('f', 'u', 'x')) \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index WHERE indrelid = $1::oid AND indisunique AND NOT indisprimary) \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::oid AND NOT tgisinternal \
+           AND tgname <> ALL($2::text[])) \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite WHERE ev_class = $1::oid AND rulename <> '_RETURN')",
+    )
+    .bind(shape.oid)
+    .bind(names.triggers.to_vec())
+    .fetch_one(&mut *conn)
+    .await
+    .and_then(|r| r.try_get::<bool, _>(0))
+    .map_err(ctx("looking for constraints and triggers of the table"))
 }
 
 /// How [`write`] writes a set of changes.
@@ -332,14 +444,16 @@ async fn write(
 }
 
 /// The sub-statements writing a batch of upserts staged as `i`, ending in `w`,
-/// the keys written. Rows that exist are updated by key and new ones
-/// inserted, each by its own statement: a plain `UPDATE ... FROM` costs a
-/// third less than `INSERT ... ON CONFLICT DO UPDATE` (which looks the key
-/// up, then locks and updates the row it found), and almost every upsert a
-/// sync moves is an update. Both statements see the table as it was before
-/// them, so the insert leaves out exactly the keys the update may touch; its
-/// `ON CONFLICT` covers a row another transaction inserted meanwhile. Equal
-/// rows are written by neither.
+/// the keys written. Rows that exist are updated by key and the rest go to an
+/// insert, each by its own statement: a plain `UPDATE ... FROM` costs a third
+/// less than `INSERT ... ON CONFLICT DO UPDATE` (which looks the key up, then
+/// locks and updates the row it found), and almost every upsert a sync moves
+/// is an update. The insert takes the changes the update did not write,
+/// matched against the update's returned keys in memory rather than looked up
+/// in the table's index a second time. A key whose row exists but equals the
+/// change reaches the insert too, meets its row through `ON CONFLICT` and is
+/// left alone by the `DO UPDATE`'s condition, as is a row another transaction
+/// inserted meanwhile unless it differs. Equal rows are written by neither.
 fn upsert(table: &TableSchema, shape: &Shape, keys: &[String], staged_keys: &[String], unjudged: &str) -> String {
     let t = qualified(&table.name);
     let cols: Vec<String> = shape.columns.iter().map(|c| quote_ident(&c.name)).collect();
@@ -370,16 +484,19 @@ fn upsert(table: &TableSchema, shape: &Shape, keys: &[String], staged_keys: &[St
         non_key.iter().map(|(_, c)| format!("{q} = excluded.{q}", q = quote_ident(&c.name))).collect();
     let differs_excluded: Vec<String> = non_key.iter().map(|(_, c)| c.distinct_expr("t", "excluded")).collect();
     let by_key: Vec<String> = keys.iter().zip(staged_keys).map(|(k, i)| format!("t.{k} = {i}")).collect();
-    let exists: Vec<String> = keys.iter().zip(staged_keys).map(|(k, i)| format!("e.{k} = {i}")).collect();
+    let updated: Vec<String> = keys.iter().zip(staged_keys).map(|(k, i)| format!("u.{k} = {i}")).collect();
     let update = format!(
         "UPDATE {t} AS t SET {} FROM i WHERE {}{unjudged} AND ({}) RETURNING {returning}",
         set_staged.join(", "),
         by_key.join(" AND "),
         differs_staged.join(" OR "),
     );
-    let new_keys = format!(" WHERE NOT EXISTS (SELECT 1 FROM {t} AS e WHERE {}){unjudged}", exists.join(" AND "));
+    let not_updated = format!(" WHERE NOT EXISTS (SELECT 1 FROM u WHERE {}){unjudged}", updated.join(" AND "));
     let action = format!("DO UPDATE SET {} WHERE {}", set_excluded.join(", "), differs_excluded.join(" OR "));
-    format!("u AS ({update}), a AS ({}), w AS (SELECT * FROM u UNION ALL SELECT * FROM a)", insert(&new_keys, &action))
+    format!(
+        "u AS ({update}), a AS ({}), w AS (SELECT * FROM u UNION ALL SELECT * FROM a)",
+        insert(&not_updated, &action)
+    )
 }
 
 /// Moves the sequences of serial and identity columns past the values

@@ -77,6 +77,8 @@ async fn primary_key(conn: &mut PgConnection, oid: i64) -> Result<Vec<String>, E
 /// the synced order, and its key columns in key order.
 #[derive(Debug, Clone)]
 pub(crate) struct Shape {
+    /// The local table's oid.
+    pub oid: i64,
     /// The synced columns, in the synced schema's order.
     pub columns: Vec<LocalColumn>,
     /// The key columns, in key order.
@@ -113,7 +115,7 @@ pub(crate) async fn shape(conn: &mut PgConnection, table: &TableSchema) -> Resul
     let columns = table.columns.iter().map(|c| find(&c.name)).collect::<Result<Vec<_>, _>>()?;
     let keys = table.primary_key.iter().map(|k| find(k)).collect::<Result<Vec<_>, _>>()?;
     let all_columns_synced = local.iter().all(|l| columns.iter().any(|c| c.name == l.name));
-    Ok(Shape { columns, keys, all_columns_synced })
+    Ok(Shape { oid, columns, keys, all_columns_synced })
 }
 
 /// The error for a table that does not exist.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hubsync_core::{
-    ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Change, Endpoint, EndpointError, OriginFilter, ReadRequest,
+    ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Change, Endpoint, EndpointError, Held, OriginFilter, ReadRequest,
     SessionRecord, TableName, TableSchema, Version, Watermarks,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -205,6 +205,14 @@ impl Endpoint for PgEndpoint {
 
     async fn apply_changes(&self, batch: ApplyBatch<'_>) -> Result<ApplyOutcome, EndpointError> {
         apply::apply_changes(&self.pool, batch).await
+    }
+
+    fn holds_applies(&self) -> bool {
+        true
+    }
+
+    async fn apply_changes_held(&self, batch: ApplyBatch<'_>) -> Result<Held, EndpointError> {
+        apply::apply_held(&self.pool, batch).await
     }
 
     async fn count_changes(
