@@ -600,9 +600,6 @@ async fn move_changes<S: Endpoint, T: Endpoint>(
             read_to = read.end.clone();
             exhausted = !read.full;
             queue.push_back(read);
-            if queue.len() == 1 && !pairing {
-                break;
-            }
         }
         let Some(first) = queue.pop_front() else { return Ok(()) };
         let second = match queue.front() {
