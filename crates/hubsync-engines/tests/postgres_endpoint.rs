@@ -239,6 +239,55 @@ async fn statement_triggers_track_bulk_updates_key_updates_and_origins() {
     d.finish().await;
 }
 
+/// With every column synced, the update trigger reads only the new rows and
+/// a row trigger on the key logs the old keys of moved rows: one statement
+/// that swaps keys, shifts them onto each other or sets a key to itself must
+/// still read as the deletes and upserts the old and new rows differ by.
+#[tokio::test]
+async fn key_updates_log_old_keys_as_deletes_when_every_column_is_synced() {
+    let Some(d) = db("keymoves").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("a" int, "b" text, "v" text, PRIMARY KEY ("a", "b") DEFERRABLE INITIALLY IMMEDIATE)"#)
+        .await;
+    d.exec(r#"INSERT INTO "t" VALUES (1, 'x', 'one'), (2, 'x', 'two'), (3, 'x', 'three'), (10, 'y', 'ten')"#).await;
+    let schema = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&schema).await.unwrap();
+    let triggers = "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal";
+    assert_eq!(d.strings(triggers).await.len(), 4, "three statement triggers and the key trigger");
+    let start = d.ep.snapshot_version().await.unwrap();
+    d.exec(r#"UPDATE "t" SET "a" = 3 - "a" WHERE "a" IN (1, 2)"#).await;
+    d.exec(r#"UPDATE "t" SET "a" = "a" + 1 WHERE "b" = 'x'"#).await;
+    d.exec(r#"UPDATE "t" SET "b" = 'z' WHERE "a" = 10"#).await;
+    d.exec(r#"UPDATE "t" SET "a" = "a", "v" = 'same key' WHERE "a" = 4"#).await;
+    let key = |a: i64, b: &str| vec![Value::Integer(a), text(b)];
+    let changes_since = |kind| {
+        let schema = &schema;
+        let d = &d;
+        async move {
+            let up_to = d.ep.snapshot_version().await.unwrap();
+            let origin = OriginFilter::LocalOnly;
+            let request =
+                ReadRequest { table: schema, kind, after: start, after_key: None, up_to, origin: &origin, limit: 100 };
+            let mut changes: Vec<(Vec<Value>, Option<Vec<Value>>)> =
+                d.ep.read_changes(request).await.unwrap().into_iter().map(|c| (c.key, c.row)).collect();
+            changes.sort_by_key(|(k, _)| format!("{k:?}"));
+            changes
+        }
+    };
+    let expected_upserts = vec![
+        (key(10, "z"), Some(vec![Value::Integer(10), text("z"), text("ten")])),
+        (key(2, "x"), Some(vec![Value::Integer(2), text("x"), text("two")])),
+        (key(3, "x"), Some(vec![Value::Integer(3), text("x"), text("one")])),
+        (key(4, "x"), Some(vec![Value::Integer(4), text("x"), text("same key")])),
+    ];
+    let expected_deletes = vec![(key(1, "x"), None), (key(10, "y"), None)];
+    assert_eq!(changes_since(ChangeKind::Upsert).await, expected_upserts, "from the log");
+    assert_eq!(changes_since(ChangeKind::Delete).await, expected_deletes, "from the log");
+    d.ep.compact().await.unwrap();
+    assert_eq!(changes_since(ChangeKind::Upsert).await, expected_upserts, "folded");
+    assert_eq!(changes_since(ChangeKind::Delete).await, expected_deletes, "folded");
+    d.finish().await;
+}
+
 /// Each change's (integer) key and origin, by key.
 fn keys_and_origins(changes: &[Change]) -> Vec<(Value, String)> {
     let mut out: Vec<(Value, String)> = changes.iter().map(|c| (c.key[0].clone(), c.origin.clone())).collect();
@@ -570,12 +619,18 @@ async fn provisioning_again_keeps_current_triggers_and_rebuilds_changed_ones() {
     let oids = "SELECT string_agg(oid::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal";
     d.ep.provision(&full).await.unwrap();
     let first = d.strings(oids).await;
-    assert_eq!(first[0].split(',').count(), 3, "three statement triggers: {first:?}");
+    assert_eq!(first[0].split(',').count(), 4, "three statement triggers and the key trigger: {first:?}");
     d.ep.provision(&full).await.unwrap();
     assert_eq!(d.strings(oids).await, first, "the same selection must leave the triggers alone");
     let narrower = full.project(Some(&["a".to_string()])).unwrap();
     d.ep.provision(&narrower).await.unwrap();
-    assert_ne!(d.strings(oids).await, first, "another column selection must rebuild the triggers");
+    let rebuilt = d.strings(oids).await;
+    assert_ne!(rebuilt, first, "another column selection must rebuild the triggers");
+    // With a column left out the update trigger compares old and new rows
+    // and logs moved keys itself: the key trigger and its function go.
+    assert_eq!(rebuilt[0].split(',').count(), 3, "three statement triggers: {rebuilt:?}");
+    let key_functions = "SELECT proname::text FROM pg_proc WHERE proname LIKE 'hubsync%key'";
+    assert!(d.strings(key_functions).await.is_empty());
     // The rebuilt triggers track writes to selected columns only.
     d.exec("INSERT INTO t VALUES (1, 'x', 'y')").await;
     assert_eq!(d.read(&narrower, ChangeKind::Upsert, &OriginFilter::LocalOnly).await.len(), 1);
