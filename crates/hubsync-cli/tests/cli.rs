@@ -181,6 +181,45 @@ async fn a_member_that_cannot_be_opened_fails_alone() {
     assert!(stdout(&out).contains("FAILED"));
 }
 
+/// Price of the item with id 1 in a database.
+async fn price_of_first_item(path: &Path) -> Option<f64> {
+    let mut c = open(path).await;
+    let price: Option<f64> =
+        sqlx::query_scalar("SELECT CAST(price AS REAL) FROM items WHERE id = 1").fetch_one(&mut c).await.unwrap();
+    c.close().await.unwrap();
+    price
+}
+
+/// Every sync provisions the hub again: when the configuration selects one
+/// more column, the hub's triggers track writes to it from that sync on.
+#[tokio::test]
+async fn a_column_added_to_the_selection_is_tracked_on_the_hub_from_the_next_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir, &[], "[]").await;
+    exec(&dir.join("store1.db"), &["CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price NUMERIC)"])
+        .await;
+    let config = |columns: &str| {
+        let text = format!(
+            "[[group]]\nname = \"shop\"\nhub = \"sqlite://hub.db\"\n\n[[group.table]]\nname = \"items\"\n\
+             columns = {columns}\n\n[[group.member]]\nname = \"store1\"\nurl = \"sqlite://store1.db\"\n"
+        );
+        let path = dir.join("hubsync.toml");
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let narrow = config(r#"["id", "name"]"#);
+    assert!(hubsync(&["sync", "--config", &narrow]).status.success());
+    assert_eq!(count(&dir.join("store1.db"), "items").await, 3);
+    assert_eq!(price_of_first_item(&dir.join("store1.db")).await, None, "price is not synced yet");
+
+    let wide = config(r#"["id", "name", "price"]"#);
+    assert!(hubsync(&["sync", "--config", &wide]).status.success());
+    exec(&dir.join("hub.db"), &["UPDATE items SET price = 9 WHERE id = 1"]).await;
+    assert!(hubsync(&["sync", "--config", &wide]).status.success());
+    assert_eq!(price_of_first_item(&dir.join("store1.db")).await, Some(9.0), "the hub tracked the price change");
+}
+
 #[tokio::test]
 async fn a_table_missing_on_the_hub_is_named() {
     let tmp = tempfile::tempdir().unwrap();

@@ -36,7 +36,9 @@ pub async fn run(target: &Target) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        if let Err(e) = provision_hub(&hub, &todo).await {
+        // Already provisioned tables are provisioned again too: idempotent,
+        // and it rebuilds their triggers when the column selection changed.
+        if let Err(e) = provision_hub(&hub, &tables).await {
             failures.push(Failure::group(group, "provisioning the hub", &e));
             continue;
         }
@@ -56,7 +58,7 @@ pub async fn run(target: &Target) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
-            match provision_member(&db, &todo).await {
+            match provision_member(&db, &tables).await {
                 Ok(done) => {
                     let created = if done.created.is_empty() {
                         String::new()

@@ -13,7 +13,7 @@ use hubsync_core::{
 };
 use hubsync_engines::AnyEndpoint;
 
-use super::{Failure, Target, connect, print_failures, resolve_group, unprovisioned};
+use super::{Failure, Target, connect, print_failures, resolve_group};
 use crate::config::{Config, Group, Member};
 use crate::progress::{MemberProgress, Progress};
 use crate::report;
@@ -113,11 +113,11 @@ async fn sync_group(
             return outcome;
         }
     };
-    let provisioned = match unprovisioned(&hub, &tables).await {
-        Ok(todo) => provision_hub(&hub, &todo).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = provisioned {
+    // Every sync provisions the hub again, as it does each member: it is
+    // idempotent and cheap when nothing changed, and it rebuilds the
+    // triggers when the column selection changed (a newly selected column's
+    // writes would otherwise go untracked) or hubsync brings new ones.
+    if let Err(e) = provision_hub(&hub, &tables).await {
         outcome.failures.push(Failure::group(group, "provisioning the hub", &e));
         return outcome;
     }
