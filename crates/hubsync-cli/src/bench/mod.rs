@@ -123,9 +123,14 @@ pub struct BenchOptions {
     #[arg(long, value_name = "URL", default_value = "mysql://root@127.0.0.1:3306/test")]
     pub mysql_url: String,
 
-    /// Seconds of each pgbench run [default: 10; 2 with --quick].
+    /// Seconds of each pgbench run [default: 5; 2 with --quick].
     #[arg(long, value_name = "S")]
     pub pgbench_seconds: Option<u64>,
+
+    /// Rounds of one untracked and one tracked pgbench run each, in
+    /// alternating order [default: 12; 1 with --quick].
+    #[arg(long, value_name = "N")]
+    pub pgbench_rounds: Option<usize>,
 
     /// pgbench's scale factor (100,000 accounts each) [default: 10; 1 with --quick].
     #[arg(long, value_name = "N")]
@@ -515,6 +520,7 @@ mod tests {
             postgres_url: String::new(),
             mysql_url: String::new(),
             pgbench_seconds: None,
+            pgbench_rounds: None,
             pgbench_scale: None,
             child_source: None,
             child_target: None,

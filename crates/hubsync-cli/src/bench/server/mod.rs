@@ -325,9 +325,9 @@ struct PgbenchSizes {
 /// The PostgreSQL part of the run; returns the targets' outcomes.
 pub(crate) async fn run_postgres(opts: &BenchOptions, sizes: Sizes, dir: &Path) -> anyhow::Result<Vec<Outcome>> {
     let pgbench_sizes = PgbenchSizes {
-        seconds: opts.pgbench_seconds.unwrap_or(if opts.quick { 2 } else { 10 }),
+        seconds: opts.pgbench_seconds.unwrap_or(if opts.quick { 2 } else { 5 }),
         scale: opts.pgbench_scale.unwrap_or(if opts.quick { 1 } else { 10 }),
-        rounds: if opts.quick { 1 } else { 3 },
+        rounds: opts.pgbench_rounds.unwrap_or(if opts.quick { 1 } else { 12 }).max(1),
     };
     let id = url::run_id();
     let mut dbs = PgDbs::open(&opts.postgres_url, &id).await?;
@@ -564,27 +564,41 @@ async fn postgres_pgbench(section: &mut Section, dbs: &mut PgDbs, sizes: Pgbench
         thousands(scale * 100_000),
         started.elapsed().as_secs_f64()
     );
-    // Untracked and tracked runs alternate (U T, T U, U T, ...), untracked
-    // meaning hubsync's triggers dropped and tracked recreated, so each
-    // round compares two neighbouring runs and the server's drift (bloat,
-    // caches, a disk whose fsync latency wanders) weighs on both sides.
+    // Untracked and tracked runs alternate, untracked meaning hubsync's
+    // triggers dropped and tracked recreated, so each round compares two
+    // neighbouring runs of one durability and the server's drift (bloat,
+    // caches, a disk whose fsync latency wanders) weighs on both sides: a
+    // round runs default durability U T then synchronous_commit=off T U, the
+    // next one T U then U T, and so on.
     let triggers = pg::Triggers::of(&db.url, "pgbench_accounts").await?;
-    let mut rounds: Vec<[(pgbench::Run, pgbench::Run); 2]> = Vec::with_capacity(sizes.rounds);
-    for round in 0..sizes.rounds.max(1) {
-        let mut pair = [None, None];
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
-        for tracked in order {
-            triggers.set(&db.url, tracked).await?;
-            println!(
-                "Round {} of {}, {}:",
-                round + 1,
-                sizes.rounds.max(1),
-                if tracked { "tracked" } else { "untracked" }
-            );
-            pair[usize::from(tracked)] = Some(pgbench_pair(&db.url, sizes.seconds).await?);
+    // The first runs after pgbench's set-up are slower than any later one
+    // (cold caches, hint bits, the new tables' first checkpoints): they warm
+    // the server up and are not counted.
+    triggers.set(&db.url, false).await?;
+    let mut tracking = false;
+    for async_commit in [false, true] {
+        pgbench_run(&db.url, sizes.seconds, async_commit, "warm-up, not counted").await?;
+    }
+    // Per round, per durability (default, synchronous_commit=off), the
+    // untracked and the tracked run.
+    let mut rounds: Vec<[[pgbench::Run; 2]; 2]> = Vec::with_capacity(sizes.rounds);
+    for round in 0..sizes.rounds {
+        println!("Round {} of {}:", round + 1, sizes.rounds);
+        let mut runs = [[None; 2]; 2];
+        for (durability, async_commit) in [false, true].into_iter().enumerate() {
+            let order = if (round + durability) % 2 == 0 { [false, true] } else { [true, false] };
+            for tracked in order {
+                if tracked != tracking {
+                    triggers.set(&db.url, tracked).await?;
+                    tracking = tracked;
+                }
+                let side = if tracked { "tracked" } else { "untracked" };
+                let run = pgbench_run(&db.url, sizes.seconds, async_commit, side).await?;
+                runs[durability][usize::from(tracked)] = Some(run);
+            }
         }
-        if let [Some(untracked), Some(tracked)] = pair {
-            rounds.push([untracked, tracked]);
+        if let [[Some(a), Some(b)], [Some(c), Some(d)]] = runs {
+            rounds.push([[a, b], [c, d]]);
         }
     }
     triggers.set(&db.url, true).await?;
@@ -600,13 +614,12 @@ async fn postgres_pgbench(section: &mut Section, dbs: &mut PgDbs, sizes: Pgbench
             .into_iter()
             .enumerate()
     {
-        let pick = |run: &(pgbench::Run, pgbench::Run)| if durability == 0 { run.0 } else { run.1 };
         let total = |side: usize| {
-            let runs: Vec<pgbench::Run> = rounds.iter().map(|r| pick(&r[side])).collect();
+            let runs: Vec<pgbench::Run> = rounds.iter().map(|r| r[durability][side]).collect();
             pgbench::Run::average(&runs)
         };
-        let ratios: Vec<f64> = rounds.iter().map(|r| pick(&r[1]).tps / pick(&r[0]).tps.max(1e-9)).collect();
-        let ratio = median(&ratios);
+        let ratios: Vec<f64> = rounds.iter().map(|r| r[durability][1].tps / r[durability][0].tps.max(1e-9)).collect();
+        let estimate = pgbench::RatioEstimate::of(&ratios).context("pgbench measured no transactions")?;
         let (plain, with) = (total(0), total(1));
         section.lines.push(Line::info(
             format!("pgbench simple-update tx, untracked, {label}"),
@@ -615,60 +628,54 @@ async fn postgres_pgbench(section: &mut Section, dbs: &mut PgDbs, sizes: Pgbench
         ));
         let mut line =
             Line::info(format!("pgbench simple-update tx, tracked, {label}"), with.transactions, with.elapsed());
-        line.vs_baseline = Some(ratio);
+        line.vs_baseline = Some(estimate.median);
         line.target = Some(format!("≥ {:.0} % of untracked tps", target * 100.0));
-        line.checks = vec![("speed", Outcome::from_met(ratio >= target))];
+        line.checks = vec![("speed", Outcome::from_met(estimate.median >= target))];
         section.lines.push(line);
         let each: Vec<String> = ratios.iter().map(|r| format!("{:.0} %", r * 100.0)).collect();
-        section.notes.push(format!("pgbench {label}: tracked/untracked per round {}.", each.join(", ")));
+        let settled = if estimate.low >= target {
+            "above the target"
+        } else if estimate.high < target {
+            "below the target"
+        } else {
+            "containing the target: more rounds would settle it"
+        };
+        section.notes.push(format!(
+            "pgbench {label}: tracked/untracked per round {}; median {:.1} %, {:.1} % confidence interval \
+             {:.1}–{:.1} % ({settled}).",
+            each.join(", "),
+            estimate.median * 100.0,
+            estimate.coverage * 100.0,
+            estimate.low * 100.0,
+            estimate.high * 100.0,
+        ));
     }
     section.notes.push(format!(
         "pgbench ({version}): `pgbench -n -c {clients} -j {clients} -T {} -b simple-update` at scale {scale}, \
-         pgbench_accounts provisioned through the engine, then {} rounds of one untracked run (hubsync's triggers \
-         dropped) and one tracked run (triggers recreated), in alternating order. The tracked line's \
-         \"vs baseline\" is the median of the rounds' tracked/untracked tps; the lines' rows/s is the mean tps over \
-         the rounds. `synchronous_commit=off` through PGOPTIONS. Each run after `vacuum analyze` and a checkpoint; \
-         the change log is not folded between runs (no sync runs).",
-        sizes.seconds,
-        sizes.rounds.max(1),
+         pgbench_accounts provisioned through the engine, two warm-up runs not counted, then {} rounds of, for each \
+         durability, one untracked run (hubsync's triggers dropped) and one tracked run (triggers recreated) next to \
+         each other, in alternating order (U T T U, T U U T, ...). \
+         The tracked line's \"vs baseline\" is the median of the rounds' tracked/untracked tps; the lines' \
+         rows/s is the mean tps over the rounds. `synchronous_commit=off` through PGOPTIONS. Each run after \
+         `vacuum analyze` and a checkpoint; the change log is not folded between runs (no sync runs).",
+        sizes.seconds, sizes.rounds,
     ));
     Ok(())
 }
 
-/// The median of some ratios (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-/// One pgbench run at default durability and one with `synchronous_commit=off`.
-async fn pgbench_pair(url: &str, seconds: u64) -> anyhow::Result<(pgbench::Run, pgbench::Run)> {
-    let mut runs = Vec::with_capacity(2);
-    for async_commit in [false, true] {
-        settle_pgbench(url).await?;
-        let spinner = Progress::spinner(format!(
-            "pgbench for {seconds} s{}",
-            if async_commit { " (synchronous_commit=off)" } else { "" }
-        ));
-        let target = url.to_string();
-        let run = tokio::task::spawn_blocking(move || pgbench::run(&target, seconds, async_commit))
-            .await
-            .context("running pgbench")??;
-        spinner.finish();
-        println!(
-            "pgbench{}: {} transactions, {:.0} tps.",
-            if async_commit { " (synchronous_commit=off)" } else { "" },
-            thousands(run.transactions),
-            run.tps
-        );
-        runs.push(run);
-    }
-    Ok((runs[0], runs[1]))
+/// One pgbench run (see [`pgbench::run`]) after [`settle_pgbench`]; `label`
+/// names it in the progress output.
+async fn pgbench_run(url: &str, seconds: u64, async_commit: bool, label: &str) -> anyhow::Result<pgbench::Run> {
+    settle_pgbench(url).await?;
+    let durability = if async_commit { "synchronous_commit=off" } else { "default durability" };
+    let spinner = Progress::spinner(format!("pgbench for {seconds} s, {durability}"));
+    let target = url.to_string();
+    let run = tokio::task::spawn_blocking(move || pgbench::run(&target, seconds, async_commit))
+        .await
+        .context("running pgbench")??;
+    spinner.finish();
+    println!("pgbench, {label}, {durability}: {} transactions, {:.0} tps.", thousands(run.transactions), run.tps);
+    Ok(run)
 }
 
 /// `vacuum analyze` of pgbench's tables, an emptied history and a checkpoint
@@ -798,11 +805,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_median_of_the_rounds_ignores_one_outlier() {
-        assert_eq!(median(&[0.88, 1.06, 0.98]), 0.98);
-        assert_eq!(median(&[0.5, 1.0, 0.9, 0.7]), 0.8);
-        assert_eq!(median(&[0.93]), 0.93);
-        assert_eq!(median(&[]), 0.0);
+    fn runs_average_to_their_mean_tps() {
         let runs = [pgbench::Run { transactions: 100, tps: 10.0 }, pgbench::Run { transactions: 300, tps: 30.0 }];
         assert_eq!(pgbench::Run::average(&runs), pgbench::Run { transactions: 400, tps: 20.0 });
     }

@@ -81,6 +81,55 @@ pub(crate) fn run(url: &str, seconds: u64, async_commit: bool) -> anyhow::Result
     parse(&stdout).with_context(|| format!("reading pgbench's output: {stdout}"))
 }
 
+/// The tracked/untracked tps ratio over paired runs, each pair one
+/// untracked and one tracked run next to each other in time.
+///
+/// On a disk whose `fsync` latency wanders over seconds, single runs of the
+/// same side differ by more than the few percent tracking costs, and now and
+/// then a pair falls to a third of the others' speed when the machine's
+/// neighbours take the disk. Pairs of neighbouring runs share most of that
+/// drift, and their median ignores the odd pair a neighbour disturbed; its
+/// confidence interval is distribution-free, from the order statistics (the
+/// number of ratios below the true median is binomial with p = ½).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RatioEstimate {
+    /// The median of the pairs' ratios.
+    pub(crate) median: f64,
+    /// The lower end of the confidence interval.
+    pub(crate) low: f64,
+    /// The upper end of the confidence interval.
+    pub(crate) high: f64,
+    /// The interval's coverage: at least 95 % from six pairs on; below six
+    /// the interval is the whole range, with less.
+    pub(crate) coverage: f64,
+}
+
+impl RatioEstimate {
+    /// The estimate from the pairs' tracked/untracked ratios; `None` without
+    /// any, or when one is not a finite number.
+    pub(crate) fn of(ratios: &[f64]) -> Option<RatioEstimate> {
+        if ratios.is_empty() || ratios.iter().any(|r| !r.is_finite()) {
+            return None;
+        }
+        let mut sorted = ratios.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        // The interval [x(k), x(n+1-k)] misses the median with probability
+        // 2·P(B ≤ k-1), B ~ Binomial(n, ½): the widest k (smallest
+        // interval) whose miss stays within 5 %, at least the whole range.
+        let below = |k: usize| -> f64 { (0..k).map(|i| binomial_half(n, i)).sum() };
+        let k = (1..=n.div_ceil(2)).take_while(|&k| 2.0 * below(k) <= 0.05).last().unwrap_or(1);
+        Some(RatioEstimate { median, low: sorted[k - 1], high: sorted[n - k], coverage: 1.0 - 2.0 * below(k) })
+    }
+}
+
+/// P(B = i) for B ~ Binomial(n, ½).
+fn binomial_half(n: usize, i: usize) -> f64 {
+    // C(n, i) / 2^n, built up as a product to stay within f64 for any n.
+    (0..i).fold(0.5f64.powi(i32::try_from(n).unwrap_or(i32::MAX)), |p, j| p * (n - j) as f64 / (j + 1) as f64)
+}
+
 /// Finds the transaction count and the tps in pgbench's report.
 fn parse(report: &str) -> anyhow::Result<Run> {
     let transactions = report
@@ -115,5 +164,32 @@ mod tests {
         assert!((run.tps - 1234.56789).abs() < 1e-9);
         assert!(parse("nothing").is_err());
         Ok(())
+    }
+
+    #[test]
+    fn the_ratio_estimate_is_the_median_with_an_order_statistic_interval() {
+        assert_eq!(RatioEstimate::of(&[]), None);
+        assert_eq!(RatioEstimate::of(&[0.9, f64::NAN]), None);
+        let one = RatioEstimate::of(&[0.93]).expect("one ratio");
+        assert_eq!((one.median, one.low, one.high), (0.93, 0.93, 0.93));
+        assert_eq!(one.coverage, 0.0, "one pair says nothing of the spread");
+        // Below six pairs: the whole range, with less than 95 %.
+        let three = RatioEstimate::of(&[1.06, 0.88, 0.98]).expect("three");
+        assert_eq!((three.median, three.low, three.high), (0.98, 0.88, 1.06));
+        assert!((three.coverage - 0.75).abs() < 1e-12, "{three:?}");
+        // Ten pairs: the 2nd and 9th of them (97.9 %); one outlier moves
+        // neither the median nor the interval.
+        let ten = [0.89, 0.78, 0.83, 0.87, 0.89, 0.85, 0.81, 0.94, 0.31, 0.61];
+        let estimate = RatioEstimate::of(&ten).expect("ten");
+        assert!((estimate.median - 0.84).abs() < 1e-12, "{estimate:?}");
+        assert_eq!((estimate.low, estimate.high), (0.61, 0.89));
+        assert!((estimate.coverage - (1.0 - 22.0 / 1024.0)).abs() < 1e-12, "{estimate:?}");
+        let mut outlier = ten;
+        outlier[8] = 0.01;
+        assert_eq!(RatioEstimate::of(&outlier), Some(estimate));
+        // Even counts take the mean of the middle two.
+        assert_eq!(RatioEstimate::of(&[0.5, 1.0, 0.9, 0.7]).map(|e| e.median), Some(0.8));
+        assert!((binomial_half(10, 2) - 45.0 / 1024.0).abs() < 1e-15);
+        assert!((0..=200).map(|i| binomial_half(200, i)).sum::<f64>() - 1.0 < 1e-9);
     }
 }
