@@ -3,7 +3,8 @@
 //!
 //! Every tracking object lives in the `hubsync` schema except the triggers,
 //! which PostgreSQL keeps with their table. The triggers fire once per
-//! statement, read the statement's rows from its transition tables and only
+//! statement (but for the one that logs keys an update moved, once per moved
+//! row), read the statement's rows from its transition tables and only
 //! append them to the table's change log: an append touches no index and
 //! updates nothing, which is what keeps tracking cheap for the application
 //! (an upsert into the keyed tracking table made a bulk UPDATE 3.5× slower
