@@ -269,8 +269,7 @@ pub(crate) const KEY_SLOT: usize = 3;
 struct TriggerSpec {
     /// Its slot in [`TrackingNames::functions`] and [`TrackingNames::triggers`].
     slot: usize,
-    /// What `CREATE TRIGGER <name>` says before `EXECUTE FUNCTION`, with
-    /// `{table}` standing for the qualified table.
+    /// What `CREATE TRIGGER <name>` says before `EXECUTE FUNCTION`.
     event: String,
     /// The function's plpgsql body.
     body: String,
@@ -306,6 +305,7 @@ fn trigger_specs(table: &TableSchema, shape: &Shape, names: &TrackingNames, casc
     let pk_list = pk_columns(shape.keys.len());
     let pks = pk_list.join(", ");
     let log = names.qualified_log();
+    let t = qualified(&table.name);
     let key_match: Vec<String> =
         table.primary_key.iter().map(|k| format!("o.{k} = n.{k}", k = quote_ident(k))).collect();
     let key_match = key_match.join(" AND ");
@@ -369,7 +369,7 @@ fn trigger_specs(table: &TableSchema, shape: &Shape, names: &TrackingNames, casc
     };
     let statement = |slot: usize, event: &str, referencing: &str, stmt: &str| TriggerSpec {
         slot,
-        event: format!("AFTER {event} ON {{table}} REFERENCING {referencing} FOR EACH STATEMENT"),
+        event: format!("AFTER {event} ON {t} REFERENCING {referencing} FOR EACH STATEMENT"),
         body: function(stmt),
     };
     let mut specs = vec![
@@ -392,11 +392,7 @@ fn trigger_specs(table: &TableSchema, shape: &Shape, names: &TrackingNames, casc
         );
         specs.push(TriggerSpec {
             slot: KEY_SLOT,
-            event: format!(
-                "AFTER UPDATE OF {} ON {{table}} FOR EACH ROW WHEN ({})",
-                keys.join(", "),
-                moved.join(" OR ")
-            ),
+            event: format!("AFTER UPDATE OF {} ON {t} FOR EACH ROW WHEN ({})", keys.join(", "), moved.join(" OR ")),
             body: function(&stmt),
         });
     }
@@ -519,7 +515,6 @@ pub(crate) async fn create_triggers(
     shape: &Shape,
     names: &TrackingNames,
 ) -> Result<(), EndpointError> {
-    let t = qualified(&table.name);
     let specs = trigger_specs(table, shape, names, cascades_within(conn, &table.name).await?);
     for spec in &specs {
         const TAG: &str = "$hubsync_body$";
@@ -540,7 +535,7 @@ pub(crate) async fn create_triggers(
         query(format!(
             "CREATE TRIGGER {} {} EXECUTE FUNCTION {function}()",
             quote_ident(&names.triggers[spec.slot]),
-            spec.event.replace("{table}", &t)
+            spec.event
         ))
         .execute(&mut *conn)
         .await
