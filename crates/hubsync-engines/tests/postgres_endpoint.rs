@@ -12,8 +12,8 @@ mod pg_service;
 use hubsync_core::session::{Direction, LogObserver, SessionOptions, sync_member};
 use hubsync_core::{
     ApplyBatch, BulkTarget, CanonicalType, Change, ChangeKind, ConflictPolicy, ConflictResolver, Endpoint, ErrorKind,
-    HUB_ORIGIN, Held, OriginFilter, ReadRequest, Side, TableName, TableSchema, TableSelection, Value, Watermarks,
-    provision_hub, provision_member, resolve_tables,
+    HUB_ORIGIN, Held, OriginFilter, ReadRequest, Side, TableName, TableSchema, TableSelection, Value, Version,
+    Watermarks, provision_hub, provision_member, resolve_tables,
 };
 use hubsync_engines::postgres::TrackingNames;
 use hubsync_engines::{PgEndpoint, SqliteEndpoint};
@@ -634,6 +634,50 @@ async fn provisioning_again_keeps_current_triggers_and_rebuilds_changed_ones() {
     // The rebuilt triggers track writes to selected columns only.
     d.exec("INSERT INTO t VALUES (1, 'x', 'y')").await;
     assert_eq!(d.read(&narrower, ChangeKind::Upsert, &OriginFilter::LocalOnly).await.len(), 1);
+    d.finish().await;
+}
+
+#[tokio::test]
+async fn a_change_log_of_int8_columns_is_converted_with_its_rows_when_provisioned_again() {
+    let Some(d) = db("logupgrade").await else { return };
+    d.exec("CREATE TABLE t (id bigint PRIMARY KEY, v text)").await;
+    d.exec("INSERT INTO t VALUES (1, 'a'), (2, 'b')").await;
+    let name = TableName::new("t");
+    let schema = d.schema(&name).await;
+    d.ep.provision(&schema).await.unwrap();
+    let log = TrackingNames::for_table(&name).qualified_log();
+    let types = format!(
+        "SELECT attname::text || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = '{log}'::regclass AND attname IN ('version', 'changed_at') ORDER BY attname"
+    );
+    let raw = ["changed_at timestamp with time zone", "version xid8"];
+    assert_eq!(d.strings(&types).await, raw);
+    d.exec("UPDATE t SET v = 'a2' WHERE id = 1").await;
+    let logged = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    let before: Vec<(Value, Version, i64)> =
+        logged.iter().map(|c| (c.key[0].clone(), c.version, c.changed_at)).collect();
+    // The log as an earlier hubsync made it: version and time as int8.
+    d.exec(&format!(
+        "ALTER TABLE {log} ALTER COLUMN version TYPE int8 USING version::text::int8, \
+         ALTER COLUMN changed_at TYPE int8 USING (extract(epoch from changed_at) * 1000000)::int8"
+    ))
+    .await;
+    d.ep.provision(&schema).await.unwrap();
+    assert_eq!(d.strings(&types).await, raw);
+    assert_eq!(d.strings(&format!("SELECT count(*)::text FROM {log}")).await, ["1"], "the logged row stays");
+    let after = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    let after: Vec<(Value, Version, i64)> = after.iter().map(|c| (c.key[0].clone(), c.version, c.changed_at)).collect();
+    assert_eq!(after, before, "the same version and time to the microsecond");
+    // The triggers log into the converted log, and a fold reads both rows.
+    d.exec("UPDATE t SET v = 'b2' WHERE id = 2").await;
+    d.ep.compact().await.unwrap();
+    assert_eq!(d.strings(&format!("SELECT count(*)::text FROM {log}")).await, ["0"]);
+    let folded = d.read(&schema, ChangeKind::Upsert, &OriginFilter::LocalOnly).await;
+    let rows: Vec<Option<Vec<Value>>> = folded.iter().map(|c| c.row.clone()).collect();
+    assert_eq!(rows, [Some(vec![Value::Integer(1), text("a2")]), Some(vec![Value::Integer(2), text("b2")])]);
+    let first = before.iter().find(|(k, ..)| *k == Value::Integer(1)).unwrap();
+    assert_eq!((folded[0].version, folded[0].changed_at), (first.1, first.2));
+    assert!(folded[1].version > folded[0].version && folded[1].changed_at >= folded[0].changed_at);
     d.finish().await;
 }
 

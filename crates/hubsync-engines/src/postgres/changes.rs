@@ -14,7 +14,7 @@ use super::dialect::{qualified, quote_ident};
 use super::errors::ctx;
 use super::introspect::{Shape, shape};
 use super::query;
-use super::tracking::{TrackingNames, log_has_rows, pk_columns, require_tracking, table_key};
+use super::tracking::{LOG_AS_TRACKED, TrackingNames, log_has_rows, pk_columns, require_tracking, table_key};
 use super::values::{LocalColumn, bind_for, read_values};
 
 /// A table's pending changes as one relation with the tracking table's
@@ -41,7 +41,7 @@ pub(crate) fn pending(names: &TrackingNames, key_count: usize, floor: &str) -> S
     let same_key: Vec<String> = pks.iter().map(|pk| format!("g.{pk} = tr.{pk}")).collect();
     let tracked: Vec<String> = pks.iter().map(|pk| format!("tr.{pk}")).collect();
     format!(
-        "(SELECT * FROM (SELECT DISTINCT ON ({list}) {list}, version, origin, deleted, changed_at FROM {log} \
+        "(SELECT * FROM (SELECT DISTINCT ON ({list}) {list}, {LOG_AS_TRACKED} FROM {log} \
          ORDER BY {list}, seq DESC) AS l \
          UNION ALL SELECT {tracked}, tr.version, tr.origin, tr.deleted, tr.changed_at FROM {tr} AS tr \
          WHERE tr.version >= {floor} AND NOT EXISTS (SELECT 1 FROM {log} AS g WHERE {same_key}))",
