@@ -488,6 +488,85 @@ async fn batches_read_from_the_change_log_cover_every_key_once_in_order() {
     d.finish().await;
 }
 
+/// Sequential scans of `table` the server has counted (a rescan counts too).
+async fn seq_scans(d: &Db, table: &str) -> i64 {
+    let mut conn = PgConnection::connect(&d.url).await.unwrap();
+    sqlx::raw_sql("SET stats_fetch_consistency = none").execute(&mut conn).await.unwrap();
+    let scans = sqlx::query_scalar("SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables WHERE relname = $1")
+        .bind(table)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    scans
+}
+
+#[tokio::test]
+async fn a_reader_behind_a_fold_never_scans_the_change_log_per_tracking_row() {
+    let Some(d) = db("behind").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY, "v" text)"#).await;
+    let schema = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&schema).await.unwrap();
+    let names = TrackingNames::for_table(&schema.name);
+    // The tracking table's statistics stay as they are after the first
+    // fold: the second fold's versions lie beyond them, which made the
+    // planner expect one tracking row above a reader's floor.
+    d.exec(&format!(r#"ALTER TABLE "hubsync"."{}" SET (autovacuum_enabled = false)"#, names.table)).await;
+    d.exec(r#"INSERT INTO "t" SELECT i, 'a' FROM generate_series(1, 20000) i"#).await;
+    d.ep.compact().await.unwrap();
+    d.exec(&format!(r#"ANALYZE "hubsync"."{}""#, names.table)).await;
+    let reader_floor = d.ep.snapshot_version().await.unwrap();
+    // A fold the reader has not caught up with, then as many changes logged.
+    d.exec(r#"UPDATE "t" SET "v" = 'b' WHERE "id" <= 10000"#).await;
+    d.ep.compact().await.unwrap();
+    d.exec(r#"UPDATE "t" SET "v" = 'c' WHERE "id" > 10000"#).await;
+    let before = seq_scans(&d, &names.log).await;
+    let up_to = d.ep.snapshot_version().await.unwrap();
+    let origin = OriginFilter::LocalOnly;
+    let (mut after, mut after_key, mut keys) = (reader_floor, None, Vec::new());
+    loop {
+        let request = ReadRequest {
+            table: &schema,
+            kind: ChangeKind::Upsert,
+            after,
+            after_key: after_key.clone(),
+            up_to,
+            origin: &origin,
+            limit: 5000,
+        };
+        let changes = d.ep.read_changes(request).await.unwrap();
+        keys.extend(changes.iter().map(|c| c.key[0].clone()));
+        let Some(last) = changes.last().filter(|_| changes.len() == 5000) else { break };
+        (after, after_key) = (last.version, Some(last.key.clone()));
+    }
+    assert_eq!(keys.len(), 20000, "the folded changes and the logged ones, each key once");
+    let deletes = ReadRequest {
+        table: &schema,
+        kind: ChangeKind::Delete,
+        after: reader_floor,
+        after_key: None,
+        up_to,
+        origin: &origin,
+        limit: 5000,
+    };
+    assert!(d.ep.read_changes(deletes).await.unwrap().is_empty());
+    // Statistics reach the shared counters within a second or so of the
+    // reading session going idle.
+    let mut scans = before;
+    for _ in 0..150 {
+        scans = seq_scans(&d, &names.log).await;
+        if scans > before {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            scans = seq_scans(&d, &names.log).await;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(scans > before, "the reads scanned the change log (statistics arrived)");
+    assert!(scans - before < 100, "the change log was scanned {} times for 10,000 tracking rows", scans - before);
+    d.finish().await;
+}
+
 #[tokio::test]
 async fn the_snapshot_version_stays_below_a_transaction_still_open() {
     let Some(d) = db("xmin").await else { return };

@@ -14,15 +14,9 @@
 //! Every batch is applied in one transaction together with its watermark, so a
 //! session that stops anywhere resumes exactly where it stopped.
 //!
-//! Reading the next batches overlaps applying the current ones. A target that
-//! can hold a batch open ([`Endpoint::apply_changes_held`]) gets two batches
-//! with distinct keys at a time: the first applied and committed as usual,
-//! the second written beside it on another connection and committed only
-//! after the first, so watermarks still become durable in order. A held batch
-//! that the target declines, that fails, or that the first batch does not
-//! catch up with soon is rolled back and applied after it.
+//! Reading the next batches overlaps applying the current ones, and a target
+//! that can hold a batch open keeps two batches in flight (see [`flow`]).
 
-use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -30,16 +24,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+mod flow;
+use flow::move_changes;
 use tokio::sync::mpsc;
 
-use crate::change::Change;
 use crate::change::{ChangeKind, OriginFilter, Version, Watermarks};
-use crate::endpoint::{ApplyBatch, ApplyOutcome, BulkItem, BulkTarget, Endpoint, Held, HeldApply, ReadRequest};
+use crate::endpoint::{ApplyOutcome, BulkItem, BulkTarget, Endpoint};
 use crate::error::{EndpointError, ErrorKind};
-use crate::policy::{Conflict, ConflictPolicy, ConflictResolver, Side};
+use crate::policy::{Conflict, ConflictPolicy, Side};
 use crate::schema::{TableName, TableSchema};
 use crate::state::{MemberState, SessionRecord};
-use crate::value::Value;
 
 /// The origin a member records for changes it received from its hub.
 pub const HUB_ORIGIN: &str = "hub";
@@ -542,313 +537,6 @@ fn side_name(receiver: Side, source: bool) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn move_changes<S: Endpoint, T: Endpoint>(
-    source: &S,
-    target: &T,
-    plan: &LegPlan<'_>,
-    tl: &mut TableLeg<'_>,
-    kind: ChangeKind,
-    snapshot: Version,
-    opts: &SessionOptions<'_>,
-    report: &mut SessionReport,
-) -> Result<(), SessionError> {
-    let schema = &tl.table.schema;
-    let name = &schema.name;
-    let what = match kind {
-        ChangeKind::Upsert => "inserts and updates",
-        ChangeKind::Delete => "deletes",
-    };
-    let to = if plan.receiver == Side::Hub { "to the hub" } else { "to the member" };
-    let fail = |operation: String| {
-        let member = opts.member.to_string();
-        let table = Some(name.clone());
-        move |source: EndpointError| SessionError { member, table, operation, source }
-    };
-    // Where the applied batches end, and the watermark last stored (never
-    // moves back).
-    let mut applied_to = Position { after: tl.applied.get(kind), after_key: None };
-    let mut stored = applied_to.after;
-    if stored >= snapshot {
-        return Ok(());
-    }
-    let shared_versions = source.versions_are_per_transaction();
-    let resolver = ConflictResolver { policy: tl.table.policy.unwrap_or(opts.policy), receiver: plan.receiver };
-    let mut batch_rows = opts.batch_rows.max(1);
-    let mut announced = false;
-    // Two batches are written at once when the target can hold one open (see
-    // `Endpoint::apply_changes_held`); off for the rest of the table once it
-    // declines.
-    let mut pairing = target.holds_applies();
-    // Batches read and not applied yet, in order; the read position after
-    // the last of them; whether that one was the last of the snapshot.
-    let mut queue: VecDeque<ReadBatch> = VecDeque::new();
-    let mut read_to = applied_to.clone();
-    let mut exhausted = false;
-    let reader = Reader { source, schema, kind, snapshot, filter: &plan.filter };
-    loop {
-        if opts.cancel.is_some_and(Cancel::is_cancelled) {
-            return Err(fail(format!("moving {what} {to}"))(EndpointError::new(
-                ErrorKind::Cancelled,
-                "the sync was cancelled; everything committed so far is kept and the next sync resumes from there",
-            )));
-        }
-        // A batch to apply, and with pairing a second one to write beside it.
-        let wanted = if pairing { 2 } else { 1 };
-        while queue.len() < wanted && !exhausted {
-            let read = reader.read(&read_to, batch_rows).await.map_err(fail(format!("reading {what}")))?;
-            read_to = read.end.clone();
-            exhausted = !read.full;
-            queue.push_back(read);
-        }
-        let Some(first) = queue.pop_front() else { return Ok(()) };
-        let second = match queue.front() {
-            Some(next) if pairing && first.full && keys_are_distinct(&first.changes, &next.changes) => {
-                queue.pop_front()
-            }
-            _ => None,
-        };
-        // The watermark of a full batch: below its last version when a
-        // transaction's rows share one, as the rest of it is still to come.
-        let watermark_of = |read: &ReadBatch, stored: Version| match read.changes.last() {
-            Some(last) if read.full => {
-                let durable = if shared_versions { last.version - 1 } else { last.version };
-                durable.max(stored)
-            }
-            _ => snapshot,
-        };
-        let first_watermark = watermark_of(&first, stored);
-        let second_watermark = second.as_ref().map(|s| watermark_of(s, first_watermark));
-        let batch_of = |read: &ReadBatch, watermark: Version| ApplyBatch {
-            scope: opts.scope,
-            peer: plan.source_tag,
-            table: schema,
-            kind,
-            changes: read.changes.clone().into(),
-            peer_has_received: tl.seen,
-            resolver,
-            watermark,
-        };
-        let first_batch = batch_of(&first, first_watermark);
-        let second_batch = second.as_ref().zip(second_watermark).map(|(s, w)| batch_of(s, w));
-        // The table is announced with its pending count once it has changes;
-        // the count (for progress only) runs beside the first batch's apply.
-        let announce = !announced && !first.changes.is_empty();
-        let pending_after = with(tl.applied, kind, applied_to.after);
-        // Reading the next batches from the source overlaps applying these on
-        // the target; their watermarks are known before they commit.
-        let ahead = if exhausted { 0 } else { wanted.saturating_sub(queue.len()) };
-        let read_ahead = reader.read_ahead(&read_to, batch_rows, ahead);
-        let counting = async {
-            if announce { source.count_changes(schema, pending_after, &plan.filter).await.ok() } else { None }
-        };
-        let first_done = tokio::sync::Notify::new();
-        let apply_first = async {
-            let applied = retry(|| target.apply_changes(first_batch.clone())).await;
-            first_done.notify_one();
-            applied
-        };
-        let hold_second = async {
-            match &second_batch {
-                Some(batch) => Some(hold(target, batch.clone(), &first_done).await),
-                None => None,
-            }
-        };
-        let (applied, held, next, pending) = tokio::join!(apply_first, hold_second, read_ahead, counting);
-        if announce {
-            opts.observer.on_event(SessionEvent::TableStarted { leg: plan.leg, table: name, pending, bulk: false });
-            announced = true;
-        }
-        let outcome: ApplyOutcome = match applied {
-            Ok(outcome) => outcome,
-            // A row may reference a row of the same table (or of a cycle) that
-            // changed later and so sits in a later batch; deferred constraint
-            // checks cover one transaction only. Widen the batch until the
-            // referenced rows come along, or everything pending is one batch.
-            // Deletes too, where a transaction's rows share a version: they are
-            // ordered by key within it, not by reference. (A second batch held
-            // beside it is rolled back as `held` drops.)
-            Err(e)
-                if e.kind == ErrorKind::ForeignKeyViolation
-                    && first.full
-                    && (kind == ChangeKind::Upsert || shared_versions) =>
-            {
-                tracing::debug!(table = %name, batch_rows, "Foreign key refused a batch; retrying with a larger one.");
-                batch_rows = batch_rows.saturating_mul(4);
-                queue.clear();
-                read_to = applied_to.clone();
-                exhausted = false;
-                continue;
-            }
-            Err(e) => return Err(fail(format!("applying {what} {to}"))(e)),
-        };
-        record_outcome(tl, report, opts, plan.leg, name, outcome, first.changes.len());
-        applied_to = first.end.clone();
-        stored = first_watermark;
-        if !first.full {
-            return Ok(());
-        }
-        let mut redo = None;
-        match (held, second, second_watermark) {
-            (Some(Second::Held(outcome, handle)), Some(second), Some(watermark)) => match handle.commit().await {
-                Ok(()) => {
-                    record_outcome(tl, report, opts, plan.leg, name, outcome, second.changes.len());
-                    applied_to = second.end.clone();
-                    stored = watermark;
-                    if !second.full {
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(table = %name, error = %e, "A held batch failed to commit; applying it again.");
-                    redo = Some(second);
-                }
-            },
-            (Some(Second::Declined), Some(second), _) => {
-                pairing = false;
-                redo = Some(second);
-            }
-            (_, Some(second), _) => redo = Some(second),
-            _ => {}
-        }
-        let mut reads = Vec::new();
-        for read in next {
-            reads.push(read.map_err(fail(format!("reading {what}")))?);
-        }
-        for read in reads {
-            read_to = read.end.clone();
-            exhausted = !read.full;
-            queue.push_back(read);
-        }
-        if let Some(second) = redo {
-            queue.push_front(second);
-        }
-    }
-}
-
-/// Where a read of changes starts: above `after`, and within version
-/// `after` above `after_key` (see [`ReadRequest::after_key`]).
-#[derive(Debug, Clone)]
-struct Position {
-    after: Version,
-    after_key: Option<Vec<Value>>,
-}
-
-/// A batch read from the source, and the read position after it.
-struct ReadBatch {
-    changes: Vec<Change>,
-    /// Whether the batch has as many changes as were asked for (so more may
-    /// follow).
-    full: bool,
-    end: Position,
-}
-
-/// Reads one table's changes of one kind from the source, batch by batch.
-struct Reader<'a, S> {
-    source: &'a S,
-    schema: &'a TableSchema,
-    kind: ChangeKind,
-    snapshot: Version,
-    filter: &'a OriginFilter,
-}
-
-impl<S: Endpoint> Reader<'_, S> {
-    /// The batch of at most `limit` changes after `from`.
-    async fn read(&self, from: &Position, limit: usize) -> Result<ReadBatch, EndpointError> {
-        let request = ReadRequest {
-            table: self.schema,
-            kind: self.kind,
-            after: from.after,
-            after_key: from.after_key.clone(),
-            up_to: self.snapshot,
-            origin: self.filter,
-            limit,
-        };
-        let changes = retry(|| self.source.read_changes(request.clone())).await?;
-        let full = changes.len() >= limit;
-        let end = match changes.last() {
-            Some(last) if full => Position { after: last.version, after_key: Some(last.key.clone()) },
-            _ => Position { after: self.snapshot, after_key: None },
-        };
-        Ok(ReadBatch { changes, full, end })
-    }
-
-    /// Up to `count` batches after `from`, one after the other, stopping
-    /// after the last one of the snapshot or an error.
-    async fn read_ahead(&self, from: &Position, limit: usize, count: usize) -> Vec<Result<ReadBatch, EndpointError>> {
-        let mut reads = Vec::new();
-        let mut from = from.clone();
-        while reads.len() < count {
-            match self.read(&from, limit).await {
-                Ok(read) => {
-                    let full = read.full;
-                    from = read.end.clone();
-                    reads.push(Ok(read));
-                    if !full {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    reads.push(Err(e));
-                    break;
-                }
-            }
-        }
-        reads
-    }
-}
-
-/// What became of a batch written beside another (see [`hold`]).
-enum Second {
-    /// Written and open, to commit after the other batch.
-    Held(ApplyOutcome, Box<dyn HeldApply>),
-    /// The target cannot hold batches of this table.
-    Declined,
-    /// Rolled back, or not written: to apply again after the other batch.
-    Again,
-}
-
-/// How long a held batch waits at least for the batch beside it before it
-/// gives way: that one may be waiting for a lock the held one took.
-const HOLD_PATIENCE: Duration = Duration::from_secs(2);
-
-/// Writes `batch` without committing it while the batch before it is applied
-/// (see [`Endpoint::apply_changes_held`]); keeps it open until that one is
-/// done (`first_done`), or rolls it back when that one takes much longer than
-/// this one took, so a lock this one holds cannot stall it for good.
-async fn hold<T: Endpoint>(target: &T, batch: ApplyBatch<'_>, first_done: &tokio::sync::Notify) -> Second {
-    let started = Instant::now();
-    match target.apply_changes_held(batch).await {
-        Ok(Held::Open(outcome, handle)) => {
-            let patience = HOLD_PATIENCE.max(started.elapsed() * 4);
-            match tokio::time::timeout(patience, first_done.notified()).await {
-                Ok(()) => Second::Held(outcome, handle),
-                Err(_) => {
-                    tracing::debug!(
-                        ?patience,
-                        "The batch beside a held one did not finish; rolling the held one back."
-                    );
-                    Second::Again
-                }
-            }
-        }
-        Ok(Held::Declined) => Second::Declined,
-        // Applied again after the other batch, where errors are retried or
-        // reported as for any batch.
-        Err(e) => {
-            tracing::debug!(error = %e, "Writing a held batch failed; applying it again after the batch before it.");
-            Second::Again
-        }
-    }
-}
-
-/// Whether no key is in both batches: a held batch must not hold a row the
-/// batch beside it writes.
-fn keys_are_distinct(a: &[Change], b: &[Change]) -> bool {
-    let keys: HashSet<&[Value]> = a.iter().map(|c| c.key.as_slice()).collect();
-    !b.iter().any(|c| keys.contains(c.key.as_slice()))
-}
-
 /// Adds an applied batch's outcome to the table's statistics and the report.
 fn record_outcome(
     tl: &mut TableLeg<'_>,
@@ -984,25 +672,6 @@ mod tests {
         assert!(!Direction::OneWayHubToMember.uploads() && Direction::OneWayHubToMember.downloads());
         assert_eq!("OneWayHubToMember".parse::<Direction>().unwrap(), Direction::OneWayHubToMember);
         assert!("oneway".parse::<Direction>().unwrap_err().contains("Bidirectional"));
-    }
-
-    fn change(key: Vec<Value>) -> Change {
-        Change { key, version: 1, origin: String::new(), changed_at: 0, row: None }
-    }
-
-    #[test]
-    fn batches_pair_only_when_no_key_is_in_both() {
-        let a = [change(vec![Value::Integer(1)]), change(vec![Value::Integer(2)])];
-        let b = [change(vec![Value::Integer(3)]), change(vec![Value::Text("2".into())])];
-        assert!(keys_are_distinct(&a, &b), "an integer and a text are different keys");
-        let c = [change(vec![Value::Integer(9)]), change(vec![Value::Integer(2)])];
-        assert!(!keys_are_distinct(&a, &c));
-        // Compound keys compare whole; floats by their bits, as values do.
-        let d = [change(vec![Value::Integer(1), Value::Real(f64::NAN)])];
-        assert!(!keys_are_distinct(&d, &[change(vec![Value::Integer(1), Value::Real(f64::NAN)])]));
-        assert!(keys_are_distinct(&d, &[change(vec![Value::Integer(1), Value::Real(0.0)])]));
-        assert!(keys_are_distinct(&[change(vec![Value::Real(0.0)])], &[change(vec![Value::Real(-0.0)])]));
-        assert!(keys_are_distinct(&[], &a));
     }
 
     #[tokio::test]
