@@ -281,7 +281,7 @@ pub trait Endpoint: Send + Sync {
     fn apply_changes(&self, batch: ApplyBatch<'_>) -> impl Future<Output = Result<ApplyOutcome, EndpointError>> + Send;
 
     /// Whether [`Endpoint::apply_changes_held`] may hold batches open, so the
-    /// session writes two batches at once. False by default.
+    /// session writes several batches at once. False by default.
     fn holds_applies(&self) -> bool {
         false
     }
@@ -295,7 +295,8 @@ pub trait Endpoint: Send + Sync {
     ///
     /// While open, the transaction must hold no lock the other batch's
     /// transaction may need except the row locks of its own keys (the session
-    /// pairs only batches with distinct keys): an engine declines, writing
+    /// holds a batch only beside batches whose keys it does not share): an
+    /// engine declines, writing
     /// nothing, a batch it cannot write that way (say, for a table with
     /// foreign keys, unique constraints besides the key, or triggers of the
     /// application), and the session applies it after the other. The session

@@ -4,10 +4,10 @@
 //!
 //! Reading overlaps applying: the next batches are read while the current
 //! ones are written. A target that can hold a batch open
-//! ([`Endpoint::apply_changes_held`]) keeps two batches with distinct keys in
-//! flight at all times: the older one commits as usual, the newer one is
-//! written beside it on another connection and commits right after the older
-//! one did, and as soon as a batch commits the next one starts. Watermarks so
+//! ([`Endpoint::apply_changes_held`]) keeps up to three batches with distinct
+//! keys in flight: the oldest commits as usual, the others are written beside
+//! it on other connections and each commits right after the one before it
+//! did, and as soon as a batch commits the next one starts. Watermarks so
 //! become durable in order, and a session that stops anywhere resumes from
 //! the last committed one. A held batch that the target declines, whose write
 //! fails, or whose predecessor does not catch up with it soon, is rolled back
@@ -39,7 +39,10 @@ const HOLD_PATIENCE: Duration = Duration::from_secs(2);
 /// Batches read ahead of those in flight.
 const READ_AHEAD: usize = 2;
 
-/// Batches written at once when the target can hold them open.
+/// Batches written at once when the target can hold them open. Three kept a
+/// 2-CPU PostgreSQL member's writes back to back where two left gaps of a
+/// batch's set-up between them (docs/benchmarks.md); each takes one of the
+/// target's connections.
 const IN_FLIGHT: usize = 3;
 
 /// Moves the table's changes of `kind` up to `snapshot`, from the target's
@@ -229,7 +232,7 @@ impl<S: Endpoint, T: Endpoint> Flow<'_, S, T> {
                 reading = Some(Box::pin(async move { reader.read(&from, batch_rows).await }));
             }
             // Start what may start: a batch with nothing uncommitted before
-            // it, or one held beside the batch in flight.
+            // it, or one held beside the batches in flight.
             while failure.is_none() {
                 let Some(next) = queue.front() else { break };
                 let behind = flying.keys().chain(landed.keys()).any(|s| *s < next.seq);
