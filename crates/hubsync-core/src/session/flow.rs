@@ -36,7 +36,8 @@ use crate::value::Value;
 /// before it gives way: that one may be waiting for a lock the held one took.
 const HOLD_PATIENCE: Duration = Duration::from_secs(2);
 
-/// Batches read ahead of those in flight.
+/// Batches read ahead of those in flight, when several are in flight (see
+/// [`IN_FLIGHT`]); one otherwise, as a single writer takes one at a time.
 const READ_AHEAD: usize = 2;
 
 /// Batches written at once when the target can hold them open. Three kept a
@@ -226,7 +227,8 @@ impl<S: Endpoint, T: Endpoint> Flow<'_, S, T> {
             if failure.is_some() && flying.is_empty() && landed.is_empty() && reading.is_none() && counting.is_none() {
                 return Err(failure.take().expect("checked above"));
             }
-            if failure.is_none() && reading.is_none() && !exhausted && queue.len() < READ_AHEAD {
+            let ahead = if pairing { READ_AHEAD } else { 1 };
+            if failure.is_none() && reading.is_none() && !exhausted && queue.len() < ahead {
                 let from = read_to.clone();
                 let reader = &reader;
                 reading = Some(Box::pin(async move { reader.read(&from, batch_rows).await }));
