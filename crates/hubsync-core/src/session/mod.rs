@@ -15,7 +15,7 @@
 //! session that stops anywhere resumes exactly where it stopped.
 //!
 //! Reading the next batches overlaps applying the current ones, and a target
-//! that can hold a batch open keeps two batches in flight (see [`flow`]).
+//! that can hold a batch open keeps three batches in flight (see [`flow`]).
 
 use std::fmt;
 use std::str::FromStr;

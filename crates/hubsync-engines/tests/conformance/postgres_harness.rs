@@ -4,25 +4,44 @@
 //! the test databases), dropped again by `drop_db`. Portable SQL is rewritten
 //! to PostgreSQL's dialect; rows are read back in hubsync's canonical forms.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hubsync_core::Value;
 use hubsync_engines::AnyEndpoint;
 use sqlx::postgres::PgArguments;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Postgres, Row};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::harness::{BadUrl, BoxFut, Harness, OpenTx, Role, TableData, TestDb, sort_by_key};
 use crate::pg_service::{create_database, db_url, drop_database, server_unavailable};
 
 /// PostgreSQL databases on one server.
-pub(crate) struct PgHarness;
+pub(crate) struct PgHarness {
+    /// This test's place among those that may use the server at once (see
+    /// [`TESTS_AT_ONCE`]), given back when the test drops its harness.
+    _slot: OwnedSemaphorePermit,
+}
+
+/// PostgreSQL tests (plain and mixed) that run at once. Each test database
+/// keeps up to five connections open while its test runs (its endpoint's
+/// pool of four, and one for the test's own statements), and a test has up to
+/// four databases: six tests at once (`RUST_TEST_THREADS` in CI) held up to
+/// 90 of the server's default 100 slots, and syncs failed waiting for a
+/// connection. Four tests stay within about 80 even at their largest.
+const TESTS_AT_ONCE: usize = 4;
+
+/// The places [`TESTS_AT_ONCE`] counts, shared by every test of the binary
+/// (a semaphore needs no runtime, and every test has its own).
+static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(TESTS_AT_ONCE)));
 
 impl PgHarness {
-    /// A harness on the test server; `None` when the server is unreachable
-    /// and not required ([`server_unavailable`] has said so loudly).
+    /// A harness on the test server, once one of [`TESTS_AT_ONCE`] places is
+    /// free; `None` when the server is unreachable and not required
+    /// ([`server_unavailable`] has said so loudly).
     pub(crate) async fn start() -> Option<Arc<dyn Harness>> {
+        let slot = SLOTS.clone().acquire_owned().await.expect("the semaphore is never closed");
         match server_unavailable().await {
-            None => Some(Arc::new(PgHarness)),
+            None => Some(Arc::new(PgHarness { _slot: slot })),
             Some(_) => None,
         }
     }

@@ -521,7 +521,7 @@ async fn postgres_incremental(
     section.lines.push(Line::info("hub change log folded after the sync (not in its time)", updated, compact));
     section.notes.push(
         "The incremental sync is timed until the member has every change, as logical replication is (the member \
-         writes two batches at a time, each committed after the one before it); the hub then folds its change log \
+         writes three batches at a time, each committed after the one before it); the hub then folds its change log \
          into the tracking table (`Endpoint::compact`, as `hubsync sync` and the service do after a run), timed on \
          its own line."
             .into(),
