@@ -29,6 +29,14 @@ impl ChangeKind {
         }
     }
 
+    /// The other kind.
+    pub fn other(self) -> ChangeKind {
+        match self {
+            ChangeKind::Upsert => ChangeKind::Delete,
+            ChangeKind::Delete => ChangeKind::Upsert,
+        }
+    }
+
     /// The kind a scope table's name stands for (see [`ChangeKind::as_str`]).
     pub fn from_name(name: &str) -> Option<ChangeKind> {
         [ChangeKind::Upsert, ChangeKind::Delete].into_iter().find(|k| k.as_str() == name)

@@ -308,7 +308,11 @@ pub trait Endpoint: Send + Sync {
         async { Ok(Held::Declined) }
     }
 
-    /// Counts changes above the watermarks that match the filter (for status).
+    /// Counts changes above the watermarks that match the filter (for status
+    /// and progress). A watermark of `Version::MAX` leaves its kind out:
+    /// a session counts the kind it is about to move. An endpoint may answer
+    /// such a count from a read of the same changes it has under way, whose
+    /// snapshot bounds it (the count is for progress, not for sync).
     fn count_changes(
         &self,
         table: &TableSchema,

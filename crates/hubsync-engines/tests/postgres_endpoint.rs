@@ -567,6 +567,53 @@ async fn a_reader_behind_a_fold_never_scans_the_change_log_per_tracking_row() {
     d.finish().await;
 }
 
+/// Counts the upserts pending after `after`, the way a session counts the
+/// kind it moves (the other kind's watermark `i64::MAX`).
+async fn count_upserts(d: &Db, schema: &TableSchema, after: i64) -> u64 {
+    let after = Watermarks { upserts: after, deletes: i64::MAX };
+    d.ep.count_changes(schema, after, &OriginFilter::LocalOnly).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_count_after_a_cursor_read_is_the_cursors_total_and_otherwise_counted() {
+    let Some(d) = db("total").await else { return };
+    d.exec(r#"CREATE TABLE "t" ("id" int PRIMARY KEY, "v" text)"#).await;
+    let schema = d.schema(&TableName::new("t")).await;
+    d.ep.provision(&schema).await.unwrap();
+    let floor = d.ep.snapshot_version().await.unwrap();
+    // Logged, not folded: the read goes through a cursor over the log.
+    d.exec(r#"INSERT INTO "t" SELECT i, 'a' FROM generate_series(1, 2500) i"#).await;
+    d.exec(r#"UPDATE "t" SET "v" = 'b' WHERE "id" <= 1000"#).await;
+    d.exec(r#"DELETE FROM "t" WHERE "id" > 2400"#).await;
+    let up_to = d.ep.snapshot_version().await.unwrap();
+    let origin = OriginFilter::LocalOnly;
+    let read = |after, after_key| ReadRequest {
+        table: &schema,
+        kind: ChangeKind::Upsert,
+        after,
+        after_key,
+        up_to,
+        origin: &origin,
+        limit: 1000,
+    };
+    let first = d.ep.read_changes(read(floor, None)).await.unwrap();
+    assert_eq!(first.len(), 1000, "a full first batch");
+    // An application write after the read's snapshot: a count of its own
+    // would see it, the cursor's total (the session's progress) does not.
+    d.exec(r#"INSERT INTO "t" VALUES (9001, 'later')"#).await;
+    assert_eq!(count_upserts(&d, &schema, floor).await, 2400, "the cursor's total: 2,400 rows still there");
+    // Both kinds at once (`hubsync status`) is always a count of its own.
+    let both = Watermarks { upserts: floor, deletes: floor };
+    assert_eq!(d.ep.count_changes(&schema, both, &origin).await.unwrap(), 2401 + 100);
+    // A read from the watermark that opens no cursor (the log folded away)
+    // leaves no total behind: the count is counted again.
+    d.ep.compact().await.unwrap();
+    let again = d.ep.read_changes(read(floor, None)).await.unwrap();
+    assert_eq!(again.len(), 1000);
+    assert_eq!(count_upserts(&d, &schema, floor).await, 2401, "counted afresh, with the later row");
+    d.finish().await;
+}
+
 #[tokio::test]
 async fn the_snapshot_version_stays_below_a_transaction_still_open() {
     let Some(d) = db("xmin").await else { return };

@@ -123,6 +123,12 @@ pub struct BenchOptions {
     #[arg(long, value_name = "URL", default_value = "mysql://root@127.0.0.1:3306/test")]
     pub mysql_url: String,
 
+    /// Rounds of the PostgreSQL incremental sync and of logical replication's
+    /// apply of the same update, alternating; their medians are compared
+    /// [default: 3; 1 with --quick].
+    #[arg(long, value_name = "N")]
+    pub incremental_rounds: Option<usize>,
+
     /// Seconds of each pgbench run [default: 5; 2 with --quick].
     #[arg(long, value_name = "S")]
     pub pgbench_seconds: Option<u64>,
@@ -521,6 +527,7 @@ mod tests {
             mysql_url: String::new(),
             pgbench_seconds: None,
             pgbench_rounds: None,
+            incremental_rounds: None,
             pgbench_scale: None,
             child_source: None,
             child_target: None,

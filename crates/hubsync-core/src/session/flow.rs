@@ -297,7 +297,10 @@ impl<S: Endpoint, T: Endpoint> Flow<'_, S, T> {
                             self.announce(Some(read.changes.len() as u64));
                             *announced = true;
                         } else {
-                            let pending_after = with(tl.applied, kind, applied.0.after);
+                            // This pass's kind only: the other kind moves in a
+                            // pass of its own, with its own progress.
+                            let pending_after =
+                                with(with(tl.applied, kind, applied.0.after), kind.other(), Version::MAX);
                             let (source, filter) = (self.source, &self.plan.filter);
                             counting = Some(Box::pin(async move {
                                 source.count_changes(schema, pending_after, filter).await.ok()

@@ -4,12 +4,13 @@
 //! [`super::cursor`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use hubsync_core::{Change, ChangeKind, EndpointError, OriginFilter, ReadRequest, TableSchema, Watermarks};
+use hubsync_core::{Change, ChangeKind, EndpointError, OriginFilter, ReadRequest, TableSchema, Version, Watermarks};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::cursor::{CURSOR_NAME, CursorKey, Cursors, OpenCursor};
+use super::cursor::{CURSOR_NAME, CursorKey, Cursors, OpenCursor, Total};
 use super::dialect::{qualified, quote_ident};
 use super::errors::ctx;
 use super::introspect::{Shape, shape};
@@ -145,6 +146,7 @@ pub(crate) async fn read_changes(
         None
     };
     if let Some(source) = limited {
+        cursors.forget_total(&key);
         let mut changes = Vec::new();
         // A tombstone whose key the log holds is not sent, so no tombstone
         // (the usual case) means no delete, without reading the log at all.
@@ -174,10 +176,16 @@ pub(crate) async fn read_changes(
     query("SELECT set_config('work_mem', '64MB', true)").execute(&mut *tx).await.map_err(ctx(&context))?;
     bind_request(query(declare), &shape, &request, false).execute(&mut *tx).await.map_err(ctx(&context))?;
     cursors.forget_others(&key);
+    let read = key.clone();
+    let opened = Instant::now();
     let mut cursor = OpenCursor::new(key, tx, shape);
-    let changes = fetch(&mut cursor.tx, &cursor.shape, request.limit, request.kind, &table.name.to_string())
+    let (changes, total) = fetch(&mut cursor.tx, &cursor.shape, request.limit, request.kind, &table.name.to_string())
         .await
         .map_err(|e| e.context(&context))?;
+    // From a watermark only: a count starts from one, never inside a version.
+    if read.after_key.is_none() {
+        cursors.record_total(Total { read, changes: total.unwrap_or(0), at: opened });
+    }
     finish(cursors, cursor, &changes, &request).await;
     Ok(changes)
 }
@@ -215,20 +223,27 @@ async fn finish(cursors: &Arc<Cursors>, mut cursor: OpenCursor, changes: &[Chang
     }
 }
 
-/// Fetches the next batch of `limit` changes from the open cursor.
+/// Fetches the next batch of `limit` changes from the open cursor, and the
+/// number of changes the cursor holds in all (none when it has no more).
 async fn fetch(
     tx: &mut PgConnection,
     shape: &Shape,
     limit: usize,
     kind: ChangeKind,
     table: &str,
-) -> Result<Vec<Change>, EndpointError> {
+) -> Result<(Vec<Change>, Option<u64>), EndpointError> {
     let context = format!("reading {} changes of `{table}`", kind.as_str());
     // A count cannot be a parameter of FETCH; it is a number of this code's
     // own. Not prepared: the statement's columns are the open cursor's.
     let sql = format!("FETCH FORWARD {} FROM {CURSOR_NAME}", limit.max(1));
     let rows = query(sql).persistent(false).fetch_all(&mut *tx).await.map_err(ctx(&context))?;
-    decode(rows, table, shape, kind).map_err(ctx(&context))
+    // The last column of a cursor's row (see `select`).
+    let total = match rows.first() {
+        Some(row) => Some(row.try_get::<i64, _>(row.len().saturating_sub(1)).map_err(ctx(&context))?),
+        None => None,
+    };
+    let changes = decode(rows, table, shape, kind).map_err(ctx(&context))?;
+    Ok((changes, total.map(|t| u64::try_from(t).unwrap_or(0))))
 }
 
 /// [`fetch`] owning its cursor, to run as a task of its own; hands the
@@ -239,7 +254,7 @@ async fn fetch_owned(
     kind: ChangeKind,
     table: String,
 ) -> (OpenCursor, Result<Vec<Change>, EndpointError>) {
-    let fetched = fetch(&mut cursor.tx, &cursor.shape, limit, kind, &table).await;
+    let fetched = fetch(&mut cursor.tx, &cursor.shape, limit, kind, &table).await.map(|(changes, _)| changes);
     (cursor, fetched)
 }
 
@@ -303,11 +318,15 @@ fn select(
     };
     let filter = format!("{position} AND tr.version <= ${up_to} AND tr.deleted = ${deleted} AND {origin_sql}");
     let order = tr_keys.join(", ");
-    let (from, limit) = match source {
-        Source::Tracking => (names.qualified_table(), format!(" LIMIT ${}", next())),
-        Source::Unlogged(from) => (from.to_string(), format!(" LIMIT ${}", next())),
-        Source::Pending(from) => (from.to_string(), String::new()),
+    // A cursor's rows also carry how many there are in all (see
+    // `Cursors::total`): the server has them all in hand before the first
+    // one anyway, and a count of its own would sort them all over again.
+    let (from, limit, total) = match source {
+        Source::Tracking => (names.qualified_table(), format!(" LIMIT ${}", next()), ""),
+        Source::Unlogged(from) => (from.to_string(), format!(" LIMIT ${}", next()), ""),
+        Source::Pending(from) => (from.to_string(), String::new(), ", count(*) OVER () AS pending_total"),
     };
+    let total_column = if total.is_empty() { "" } else { ", tr.pending_total" };
     // Within one transaction's version the order is by key, which knows
     // nothing of foreign keys; a batch the database refuses for that reason
     // is widened by the core (see `versions_are_per_transaction`).
@@ -316,8 +335,8 @@ fn select(
     // statistics (none yet on a freshly provisioned table, or a fold's new
     // versions beyond them), the join never covers more than one batch.
     format!(
-        "SELECT {keys}, tr.version, tr.origin, tr.changed_at{row_columns} \
-         FROM (SELECT * FROM {from} AS tr WHERE {filter} ORDER BY tr.version, {order}{limit}) AS tr {join} \
+        "SELECT {keys}, tr.version, tr.origin, tr.changed_at{row_columns}{total_column} \
+         FROM (SELECT *{total} FROM {from} AS tr WHERE {filter} ORDER BY tr.version, {order}{limit}) AS tr {join} \
          ORDER BY tr.version, {order}",
         keys = key_exprs.join(", "),
     )
@@ -380,10 +399,31 @@ fn decode(rows: Vec<PgRow>, table: &str, shape: &Shape, kind: ChangeKind) -> Res
 /// Counts pending changes above the watermarks (see [`hubsync_core::Endpoint::count_changes`]).
 pub(crate) async fn count_changes(
     pool: &PgPool,
+    cursors: &Cursors,
     table: &TableSchema,
     after: Watermarks,
     origin: &OriginFilter,
 ) -> Result<u64, EndpointError> {
+    // A count of one kind that a cursor has just read in all (a session's
+    // progress count after its first batch) is the cursor's total.
+    let only = match (after.upserts, after.deletes) {
+        (_, Version::MAX) => Some(ChangeKind::Upsert),
+        (Version::MAX, _) => Some(ChangeKind::Delete),
+        _ => None,
+    };
+    if let Some(kind) = only {
+        let read = CursorKey {
+            table: table_key(&table.name),
+            kind,
+            origin: origin.clone(),
+            up_to: Version::MAX,
+            after: after.get(kind),
+            after_key: None,
+        };
+        if let Some(total) = cursors.total(&read) {
+            return Ok(total);
+        }
+    }
     let context = format!("counting the changes of `{}`", table.name);
     let mut conn = pool.begin().await.map_err(ctx(&context))?;
     let names = require_tracking(&mut conn, &table.name).await.map_err(|e| e.context(&context))?;

@@ -60,6 +60,12 @@ pub(crate) struct CursorKey {
 }
 
 impl CursorKey {
+    /// Whether both keys read the same table, kind and origins from the same
+    /// version on (to any snapshot).
+    fn same_start(&self, other: &CursorKey) -> bool {
+        self.table == other.table && self.kind == other.kind && self.origin == other.origin && self.after == other.after
+    }
+
     /// Whether both keys read the same changes (at any position).
     fn same_read(&self, other: &CursorKey) -> bool {
         self.table == other.table && self.kind == other.kind && self.origin == other.origin && self.up_to == other.up_to
@@ -86,10 +92,27 @@ impl OpenCursor {
     }
 }
 
+/// How many changes a cursor's read found in all, from where it started:
+/// the answer to a count of the same changes (see `changes::count_changes`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Total {
+    /// What the cursor read, and from where (`after_key` unset).
+    pub read: CursorKey,
+    /// The changes it found after that position, up to its snapshot.
+    pub changes: u64,
+    /// When the cursor was opened.
+    pub at: Instant,
+}
+
+/// Totals kept: a count follows its read's first batch at once.
+const TOTALS_KEPT: usize = 8;
+
 /// The open cursors of one endpoint.
 #[derive(Default)]
 pub(crate) struct Cursors {
     open: Mutex<Vec<OpenCursor>>,
+    /// The totals of the latest cursors, newest last.
+    totals: Mutex<Vec<Total>>,
 }
 
 impl std::fmt::Debug for Cursors {
@@ -160,6 +183,32 @@ impl Cursors {
             }
         };
         drop(evicted);
+    }
+
+    /// Remembers how many changes a cursor's read found in all.
+    pub fn record_total(&self, total: Total) {
+        if let Ok(mut totals) = self.totals.lock() {
+            totals.retain(|t| t.read != total.read);
+            totals.push(total);
+            let excess = totals.len().saturating_sub(TOTALS_KEPT);
+            totals.drain(..excess);
+        }
+    }
+
+    /// The total of the latest cursor that read `read` (table, kind, origin,
+    /// from `after`), opened less than [`MAX_IDLE`] ago.
+    pub fn total(&self, read: &CursorKey) -> Option<u64> {
+        let totals = self.totals.lock().ok()?;
+        let latest = totals.iter().rev().find(|t| t.read.same_start(read))?;
+        (latest.at.elapsed() < MAX_IDLE).then_some(latest.changes)
+    }
+
+    /// Forgets the totals of reads like `read` (table, kind, origin, from
+    /// `after`): a read of them that opened no cursor has made them stale.
+    pub fn forget_total(&self, read: &CursorKey) {
+        if let Ok(mut totals) = self.totals.lock() {
+            totals.retain(|t| !t.read.same_start(read));
+        }
     }
 
     /// Closes every open cursor (when the endpoint closes or provisions).

@@ -221,7 +221,7 @@ impl Endpoint for PgEndpoint {
         after: Watermarks,
         origin: &OriginFilter,
     ) -> Result<u64, EndpointError> {
-        changes::count_changes(&self.pool, table, after, origin).await
+        changes::count_changes(&self.pool, &self.cursors, table, after, origin).await
     }
 
     async fn is_empty(&self, table: &TableName) -> Result<bool, EndpointError> {
