@@ -350,6 +350,34 @@ async fn schemas_are_kept_per_hub_and_member(t: &Target) {
 }
 on_both_backends!(schemas_are_kept_per_hub_and_member);
 
+async fn deleting_a_member_removes_its_runs_and_conflicts_and_nothing_else(t: &Target) {
+    let store = &t.store;
+    store.put_group(&group("g", None)).await.unwrap();
+    for name in ["eu", "us"] {
+        store.put_member(&member("g", name, None)).await.unwrap();
+        store.append_run(&run("g", name, 10)).await.unwrap();
+        store.append_conflicts("g", &[ConflictRecord { member: name.into(), ..conflict(10, 1) }]).await.unwrap();
+    }
+    store.append_run(&run("other", "eu", 10)).await.unwrap();
+    store.append_conflicts("other", &[conflict(10, 1)]).await.unwrap();
+    store.append_log("g", &log(10, LogType::Success, "synced")).await.unwrap();
+
+    assert!(store.delete_member("g", "eu").await.unwrap());
+    let members: Vec<String> = store.runs("g", 0).await.unwrap().into_iter().map(|r| r.member).collect();
+    assert_eq!(members, ["us"], "the deleted member's runs went, the other's stayed");
+    let members: Vec<String> = store.conflicts("g", None, 0).await.unwrap().into_iter().map(|c| c.member).collect();
+    assert_eq!(members, ["us"], "the deleted member's conflicts went, the other's stayed");
+    assert_eq!(store.runs("other", 0).await.unwrap().len(), 1, "a member of that name in another group keeps its runs");
+    assert_eq!(store.conflicts("other", None, 0).await.unwrap().len(), 1);
+    assert_eq!(store.logs("g", &LogQuery::default()).await.unwrap().len(), 1, "the group's log is kept");
+    store.put_member(&member("g", "eu", None)).await.unwrap();
+    assert!(
+        store.runs("g", 0).await.unwrap().iter().all(|r| r.member != "eu"),
+        "a member added again under the name starts without history"
+    );
+}
+on_both_backends!(deleting_a_member_removes_its_runs_and_conflicts_and_nothing_else);
+
 async fn deleting_a_group_removes_everything_it_owns(t: &Target) {
     let store = &t.store;
     for name in ["doomed", "kept"] {

@@ -164,14 +164,26 @@ impl MetaStore {
         Ok(outcome)
     }
 
-    /// Deletes a member (and its schema). Returns whether it existed.
+    /// Deletes a member, its schema, its runs and its conflicts, in one
+    /// transaction: a member added later under the same name starts with no
+    /// history that is not its own. The group's log keeps what happened.
+    /// Returns whether the member existed.
     pub async fn delete_member(&self, group: &str, name: &str) -> Result<bool, StoreError> {
+        let doing = "deleting a sync member";
+        let mut tx = self.begin(doing).await?;
+        for statement in [
+            "delete from hubsync_runs where group_name = $1 and member = $2",
+            "delete from hubsync_conflicts where group_name = $1 and member = $2",
+        ] {
+            sqlx::query(statement).bind(group).bind(name).execute(&mut *tx).await.map_err(query_error(doing))?;
+        }
         let done = sqlx::query("delete from hubsync_members where group_name = $1 and name = $2")
             .bind(group)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(query_error("deleting a sync member"))?;
+            .map_err(query_error(doing))?;
+        tx.commit().await.map_err(query_error(doing))?;
         Ok(done.rows_affected() > 0)
     }
 
