@@ -21,6 +21,10 @@
 //! first, one left idle for [`MAX_IDLE`] (its session failed or was
 //! cancelled) is closed by a timer, and the endpoint closes its own before
 //! it changes tracking objects (see `PgEndpoint::provision`).
+//!
+//! A cursor also tells how many changes it holds in all: the session's
+//! progress count, asked right after the first batch, is answered from
+//! that ([`Total`]) instead of deduplicating and sorting everything again.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
