@@ -98,7 +98,7 @@ impl OpenCursor {
 
 /// How many changes a cursor's read found in all, from where it started:
 /// the answer to a count of the same changes (see `changes::count_changes`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Total {
     /// What the cursor read, and from where (`after_key` unset).
     pub read: CursorKey,
@@ -115,7 +115,7 @@ const TOTALS_KEPT: usize = 8;
 #[derive(Default)]
 pub(crate) struct Cursors {
     open: Mutex<Vec<OpenCursor>>,
-    /// The totals of the latest cursors, newest last.
+    /// The totals of the latest cursors, one per start (see [`CursorKey::same_start`]).
     totals: Mutex<Vec<Total>>,
 }
 
@@ -189,10 +189,11 @@ impl Cursors {
         drop(evicted);
     }
 
-    /// Remembers how many changes a cursor's read found in all.
+    /// Remembers how many changes a cursor's read found in all, in place of
+    /// an older total of the same start (only the latest is asked for).
     pub fn record_total(&self, total: Total) {
         if let Ok(mut totals) = self.totals.lock() {
-            totals.retain(|t| t.read != total.read);
+            totals.retain(|t| !t.read.same_start(&total.read));
             totals.push(total);
             let excess = totals.len().saturating_sub(TOTALS_KEPT);
             totals.drain(..excess);
@@ -203,7 +204,7 @@ impl Cursors {
     /// from `after`), opened less than [`MAX_IDLE`] ago.
     pub fn total(&self, read: &CursorKey) -> Option<u64> {
         let totals = self.totals.lock().ok()?;
-        let latest = totals.iter().rev().find(|t| t.read.same_start(read))?;
+        let latest = totals.iter().find(|t| t.read.same_start(read))?;
         (latest.at.elapsed() < MAX_IDLE).then_some(latest.changes)
     }
 
